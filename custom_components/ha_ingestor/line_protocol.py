@@ -1,0 +1,105 @@
+"""InfluxDB line protocol: the one place that turns points into bytes for the server.
+
+Line protocol cannot carry every string in every position. Names (measurement, tag keys and
+values, field keys) cannot hold a line break, and a backslash in front of a separator is read
+as an escape; such names are made representable by :func:`sanitize_name`, so one point always
+stays one line. String field values can carry any text and round-trip unchanged.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+import math
+import re
+
+type FieldValue = float | int | bool | str
+
+# Characters that make a name unrepresentable: line breaks end the line; other C0 controls
+# are rejected by the server's parser or mangled by its JSON output.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A backslash is an escape when followed by a separator or when it ends the name.
+_BACKSLASH_BEFORE_SEPARATOR = re.compile(r"\\(?=[ ,=\\]|$)")
+
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One InfluxDB point; ``time_ns`` is nanoseconds since the epoch."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    time_ns: int
+
+
+def sanitize_name(name: str) -> str:
+    """Return ``name`` in a form line protocol carries exactly.
+
+    Control characters become a space, a backslash that the server would read as an escape
+    becomes a slash, and a leading ``#`` (a comment line) is prefixed with ``_``. Names that
+    need none of this are returned unchanged.
+    """
+    if _CONTROL.search(name):
+        name = _CONTROL.sub(" ", name)
+    if "\\" in name:
+        name = _BACKSLASH_BEFORE_SEPARATOR.sub("/", name)
+    return name
+
+
+def is_representable(name: str) -> bool:
+    """Whether ``name`` survives a write and a read unchanged as a measurement, key or tag."""
+    return bool(name) and sanitize_name(name) == name and not name.startswith("#")
+
+
+def _measurement(name: str) -> str:
+    name = sanitize_name(name)
+    if name.startswith("#"):
+        name = "_" + name
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def _key(name: str) -> str:
+    return sanitize_name(name).translate(_KEY_ESCAPES)
+
+
+def _field_value(value: FieldValue) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return repr(value)
+    return '"' + value.translate(_STRING_ESCAPES) + '"'
+
+
+def encode(point: Point) -> str | None:
+    """Encode one point as a line, or ``None`` when it has no writable field.
+
+    Empty tag values are left out (the server rejects them) and so are NaN and infinite
+    floats, which the server cannot store.
+    """
+    fields = []
+    for key, value in point.fields.items():
+        if not key:
+            continue
+        encoded = _field_value(value)
+        if encoded is not None:
+            fields.append(f"{_key(key)}={encoded}")
+    if not fields or not point.measurement:
+        return None
+    parts = [_measurement(point.measurement)]
+    for key in sorted(point.tags):
+        value = point.tags[key]
+        if key and value:
+            parts.append(f"{_key(key)}={_key(value)}")
+    return f"{','.join(parts)} {','.join(fields)} {point.time_ns}"
+
+
+def encode_batch(points: Iterable[Point]) -> bytes:
+    """Encode points as one write body; points with nothing writable are skipped."""
+    lines = [line for point in points if (line := encode(point)) is not None]
+    return "\n".join(lines).encode()
