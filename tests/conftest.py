@@ -4,6 +4,7 @@ from collections.abc import Generator, Iterator
 import itertools
 
 import pytest
+import pytest_socket
 
 # Imported at module level so phcc's own custom_components package does not shadow ours.
 import custom_components.ha_ingestor  # noqa: F401
@@ -16,6 +17,9 @@ _database_names = itertools.count()
 @pytest.fixture(scope="session")
 def influxd() -> Iterator[InfluxServer]:
     """One real influxd (auth enabled) for the whole session, stopped by its pid at the end."""
+    # Session fixtures run before the per-test socket_enabled fixture; phcc has already
+    # blocked sockets for this test, so lift the block (loopback only stays enforced).
+    pytest_socket.enable_socket()
     with running_influxd(auth=True) as server:
         yield server
 
@@ -32,3 +36,9 @@ def database(influxd: InfluxServer) -> Generator[str]:
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/ha_ingestor in every test."""
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback_sockets(socket_enabled: None) -> None:
+    """phcc blocks sockets; our tests talk to a real server on 127.0.0.1 only."""
+    pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"], allow_unix_socket=True)

@@ -1,0 +1,227 @@
+"""InfluxDB 1.x: InfluxQL over /query and line protocol over /write, on HA's aiohttp session."""
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..line_protocol import FieldValue, Point
+from . import InfluxClient
+from .errors import (
+    CannotConnect,
+    DatabaseNotFound,
+    InvalidAuth,
+    PointsRejected,
+    QueryFailed,
+)
+
+CHUNK_SIZE = 10_000
+
+_CONVERTERS: dict[str, Callable[[Any], FieldValue]] = {
+    "float": float,
+    "integer": int,
+    "string": str,
+    "boolean": bool,
+}
+
+
+def quote_ident(name: str) -> str:
+    """Quote an InfluxQL identifier so no name can end the statement early."""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def quote_literal(value: str) -> str:
+    """Quote an InfluxQL string literal."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace").strip()
+    if isinstance(parsed, dict) and "error" in parsed:
+        return str(parsed["error"])
+    return body.decode(errors="replace").strip()
+
+
+class InfluxV1Client(InfluxClient):
+    """Talks InfluxQL to an InfluxDB 1.x server."""
+
+    @property
+    def _auth(self) -> aiohttp.BasicAuth | None:
+        if self.settings.username:
+            return aiohttp.BasicAuth(self.settings.username, self.settings.password or "")
+        return None
+
+    def _url(self, path: str) -> str:
+        return self.settings.url.rstrip("/") + path
+
+    async def ping(self) -> None:
+        try:
+            async with self._session.get(
+                self._url("/ping"), timeout=self._timeout, ssl=self.settings.verify_ssl
+            ) as resp:
+                if resp.status >= 300:
+                    raise CannotConnect(f"/ping answered HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise CannotConnect(str(err) or type(err).__name__) from err
+
+    async def validate(self) -> None:
+        if not await self.database_exists(self.database):
+            raise DatabaseNotFound(self.database)
+
+    async def database_exists(self, name: str) -> bool:
+        rows = await self._rows("SHOW DATABASES")
+        return any(row[0] == name for row in rows)
+
+    async def create_database(self, name: str) -> None:
+        await self._rows(f"CREATE DATABASE {quote_ident(name)}")
+
+    async def drop_database(self, name: str) -> None:
+        await self._rows(f"DROP DATABASE {quote_ident(name)}")
+
+    async def write(self, body: bytes, database: str | None = None) -> None:
+        params = {"db": database or self.database, "precision": "ns"}
+        try:
+            async with self._session.post(
+                self._url("/write"),
+                params=params,
+                data=body,
+                auth=self._auth,
+                timeout=self._timeout,
+                ssl=self.settings.verify_ssl,
+            ) as resp:
+                if resp.status == 204:
+                    return
+                text = _error_text(await resp.read())
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise CannotConnect(str(err) or type(err).__name__) from err
+        raise _write_error(resp.status, text)
+
+    async def measurements(self, database: str | None = None) -> list[str]:
+        rows = await self._rows("SHOW MEASUREMENTS", database or self.database)
+        return [str(row[0]) for row in rows]
+
+    async def field_types(self, measurement: str, database: str | None = None) -> dict[str, str]:
+        """Field key → InfluxDB type; the JSON answer alone can't tell 1.0 from 1."""
+        types: dict[str, str] = {}
+        rows = await self._rows(
+            f"SHOW FIELD KEYS FROM {quote_ident(measurement)}", database or self.database
+        )
+        for key, field_type in rows:
+            # A key written with two types (in different shards) reads back as the first.
+            types.setdefault(str(key), str(field_type))
+        return types
+
+    async def read_points(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        database: str | None = None,
+    ) -> AsyncIterator[Point]:
+        database = database or self.database
+        types = await self.field_types(measurement, database)
+        converters = {key: _CONVERTERS.get(kind, _identity) for key, kind in types.items()}
+        query = (
+            f"SELECT * FROM {quote_ident(measurement)} "
+            f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} GROUP BY *"
+        )
+        async for series in self._stream(query, database):
+            name = str(series.get("name", measurement))
+            tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
+            columns: list[str] = series["columns"]
+            column_converters = [converters.get(c, _identity) for c in columns[1:]]
+            for row in series.get("values") or ():
+                fields = {
+                    column: convert(value)
+                    for column, convert, value in zip(
+                        columns[1:], column_converters, row[1:], strict=True
+                    )
+                    if value is not None
+                }
+                if fields:
+                    yield Point(name, tags, fields, int(row[0]))
+
+    async def query(self, query: str, database: str | None = None) -> list[dict[str, Any]]:
+        """Run InfluxQL and return every series of the first statement."""
+        return [series async for series in self._stream(query, database or self.database)]
+
+    async def _rows(self, query: str, database: str | None = None) -> list[list[Any]]:
+        rows: list[list[Any]] = []
+        async for series in self._stream(query, database):
+            rows.extend(series.get("values") or ())
+        return rows
+
+    async def _stream(self, query: str, database: str | None) -> AsyncIterator[Mapping[str, Any]]:
+        """Yield the series of a chunked /query answer one chunk at a time."""
+        data = {"q": query, "epoch": "ns", "chunked": "true", "chunk_size": str(CHUNK_SIZE)}
+        if database:
+            data["db"] = database
+        try:
+            async with self._session.post(
+                self._url("/query"),
+                data=data,
+                auth=self._auth,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.settings.timeout, sock_read=self.settings.timeout
+                ),
+                ssl=self.settings.verify_ssl,
+            ) as resp:
+                if resp.status != 200:
+                    text = _error_text(await resp.read())
+                    if resp.status in (401, 403):
+                        raise InvalidAuth(text)
+                    if resp.status >= 500:
+                        raise CannotConnect(f"HTTP {resp.status}: {text}")
+                    raise QueryFailed(text)
+                async for line in _lines(resp.content):
+                    for result in orjson.loads(line).get("results", ()):
+                        if "error" in result:
+                            _raise_query_error(str(result["error"]))
+                        for series in result.get("series", ()):
+                            yield series
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise CannotConnect(str(err) or type(err).__name__) from err
+
+
+def _identity(value: Any) -> FieldValue:
+    return value  # type: ignore[no-any-return]
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Split a chunked answer into lines without aiohttp's 128 KiB line limit."""
+    parts: list[bytes] = []
+    async for block in content.iter_any():
+        while (end := block.find(b"\n")) >= 0:
+            parts.append(block[:end])
+            line = b"".join(parts)
+            parts.clear()
+            if line.strip():
+                yield line
+            block = block[end + 1 :]
+        parts.append(block)
+    if (line := b"".join(parts)).strip():
+        yield line
+
+
+def _raise_query_error(text: str) -> None:
+    if "database not found" in text:
+        raise DatabaseNotFound(text)
+    if "authorized" in text or "authentication" in text:
+        raise InvalidAuth(text)
+    raise QueryFailed(text)
+
+
+def _write_error(status: int, text: str) -> Exception:
+    if status in (401, 403):
+        return InvalidAuth(text)
+    if status == 404 or "database not found" in text:
+        return DatabaseNotFound(text)
+    if status in (400, 413, 422):
+        return PointsRejected(text)
+    return CannotConnect(f"HTTP {status}: {text}")
