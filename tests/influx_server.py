@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 
 ADMIN_USER = "admin"
-ADMIN_PASSWORD = "admin-secret-Pa55"  # noqa: S105 - a throwaway test server
+ADMIN_PASSWORD = "admin-secret-Pa55"
 
 
 def free_port() -> int:
@@ -91,7 +91,7 @@ class InfluxServer:
             )
         )
         log = (self.root / "influxd.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [_influxd(), "-config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -102,7 +102,7 @@ class InfluxServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"influxd exited; see {self.root / 'influxd.log'}")
             with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1):
                     break
             time.sleep(0.05)
         else:
@@ -156,7 +156,7 @@ class InfluxServer:
         )
         if auth:
             self._authorize(request)
-        with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=60) as resp:
             body = json.loads(resp.read())
         results: list[dict[str, object]] = body.get("results", [])
         for result in results:
@@ -177,7 +177,7 @@ class InfluxServer:
             f"{self.url}/write?{urllib.parse.urlencode(params)}", data=body
         )
         self._authorize(request)
-        with urllib.request.urlopen(request, timeout=60):  # noqa: S310
+        with urllib.request.urlopen(request, timeout=60):
             pass
 
     def _authorize(self, request: urllib.request.Request) -> None:

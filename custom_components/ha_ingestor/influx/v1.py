@@ -8,6 +8,7 @@ import orjson
 
 from ..line_protocol import FieldValue, Point
 from . import InfluxClient
+from ._stream import iter_lines
 from .errors import (
     CannotConnect,
     DatabaseNotFound,
@@ -147,7 +148,7 @@ class InfluxV1Client(InfluxClient):
                 if fields:
                     yield Point(name, tags, fields, int(row[0]))
 
-    async def query(self, query: str, database: str | None = None) -> list[dict[str, Any]]:
+    async def query(self, query: str, database: str | None = None) -> list[Mapping[str, Any]]:
         """Run InfluxQL and return every series of the first statement."""
         return [series async for series in self._stream(query, database or self.database)]
 
@@ -179,7 +180,7 @@ class InfluxV1Client(InfluxClient):
                     if resp.status >= 500:
                         raise CannotConnect(f"HTTP {resp.status}: {text}")
                     raise QueryFailed(text)
-                async for line in _lines(resp.content):
+                async for line in iter_lines(resp.content):
                     for result in orjson.loads(line).get("results", ()):
                         if "error" in result:
                             _raise_query_error(str(result["error"]))
@@ -191,22 +192,6 @@ class InfluxV1Client(InfluxClient):
 
 def _identity(value: Any) -> FieldValue:
     return value  # type: ignore[no-any-return]
-
-
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Split a chunked answer into lines without aiohttp's 128 KiB line limit."""
-    parts: list[bytes] = []
-    async for block in content.iter_any():
-        while (end := block.find(b"\n")) >= 0:
-            parts.append(block[:end])
-            line = b"".join(parts)
-            parts.clear()
-            if line.strip():
-                yield line
-            block = block[end + 1 :]
-        parts.append(block)
-    if (line := b"".join(parts)).strip():
-        yield line
 
 
 def _raise_query_error(text: str) -> None:

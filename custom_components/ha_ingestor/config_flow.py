@@ -1,0 +1,506 @@
+"""Config, reauth, reconfigure and options flows for ha_ingestor."""
+
+from collections.abc import Mapping
+import logging
+from typing import Any
+
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.core import callback
+from homeassistant.data_entry_flow import section
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import voluptuous as vol
+from yarl import URL
+
+from .connection import async_create_influx_client, unique_id
+from .const import (
+    CONF_API_VERSION,
+    CONF_ATTRIBUTE_ALLOWLIST,
+    CONF_BATCH_SIZE,
+    CONF_BUCKET,
+    CONF_CLEANUP_DELAY_HOURS,
+    CONF_CONCURRENT_BATCHES,
+    CONF_DATABASE,
+    CONF_DEFAULT_MEASUREMENT,
+    CONF_DELETE_LEGACY_DATA,
+    CONF_EXCLUDE_DOMAINS,
+    CONF_EXCLUDE_ENTITIES,
+    CONF_EXCLUDE_GLOBS,
+    CONF_IGNORE_ATTRIBUTES,
+    CONF_INCLUDE_DOMAINS,
+    CONF_INCLUDE_ENTITIES,
+    CONF_INCLUDE_GLOBS,
+    CONF_MAX_ERROR_RATE,
+    CONF_MEASUREMENT_ATTR,
+    CONF_MIGRATION_WINDOW_HOURS,
+    CONF_ORGANIZATION,
+    CONF_OVERRIDE_MEASUREMENT,
+    CONF_PASSWORD,
+    CONF_ROLLBACK_THRESHOLD,
+    CONF_TAGS,
+    CONF_TAGS_ATTRIBUTES,
+    CONF_TARGET_DATABASE,
+    CONF_TOKEN,
+    CONF_URL,
+    CONF_USERNAME,
+    CONF_VALIDATE_PERCENTAGE,
+    CONF_VERIFY_SSL,
+    CONF_WRITE_MODE,
+    DEFAULT_ATTRIBUTE_ALLOWLIST,
+    DEFAULT_MEASUREMENT_ATTR,
+    DOMAIN,
+    MEASUREMENT_ATTR_CHOICES,
+    SECTION_INGESTION,
+    SECTION_LEGACY,
+    SECTION_MIGRATION,
+    WriteMode,
+)
+from .influx import ApiVersion, CannotConnect, DatabaseNotFound, InvalidAuth
+
+_LOGGER = logging.getLogger(__name__)
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+_TEXT = TextSelector()
+_TEXT_LIST = TextSelector(TextSelectorConfig(multiple=True))
+
+DEFAULT_V1_URL = "http://localhost:8086"
+
+
+def _v1_schema(defaults: Mapping[str, Any]) -> vol.Schema:
+    return vol.Schema(
+        {
+            vol.Required(CONF_URL, default=defaults.get(CONF_URL, DEFAULT_V1_URL)): _URL,
+            vol.Optional(
+                CONF_USERNAME, description={"suggested_value": defaults.get(CONF_USERNAME)}
+            ): _TEXT,
+            vol.Optional(
+                CONF_PASSWORD, description={"suggested_value": defaults.get(CONF_PASSWORD)}
+            ): _PASSWORD,
+            vol.Required(CONF_DATABASE, default=defaults.get(CONF_DATABASE, "home_assistant")): (
+                _TEXT
+            ),
+            vol.Required(CONF_VERIFY_SSL, default=defaults.get(CONF_VERIFY_SSL, True)): (
+                BooleanSelector()
+            ),
+        }
+    )
+
+
+def _v2_schema(defaults: Mapping[str, Any]) -> vol.Schema:
+    return vol.Schema(
+        {
+            vol.Required(CONF_URL, default=defaults.get(CONF_URL, DEFAULT_V1_URL)): _URL,
+            vol.Required(
+                CONF_TOKEN, description={"suggested_value": defaults.get(CONF_TOKEN)}
+            ): _PASSWORD,
+            vol.Required(
+                CONF_ORGANIZATION, description={"suggested_value": defaults.get(CONF_ORGANIZATION)}
+            ): _TEXT,
+            vol.Required(CONF_BUCKET, default=defaults.get(CONF_BUCKET, "home_assistant")): _TEXT,
+            vol.Required(CONF_VERIFY_SSL, default=defaults.get(CONF_VERIFY_SSL, True)): (
+                BooleanSelector()
+            ),
+        }
+    )
+
+
+def _schema_for(api_version: ApiVersion, defaults: Mapping[str, Any]) -> vol.Schema:
+    return _v1_schema(defaults) if api_version is ApiVersion.V1 else _v2_schema(defaults)
+
+
+async def _async_validate_connection(flow: ConfigFlow, data: Mapping[str, Any]) -> dict[str, str]:
+    """Try the server with these settings; return form errors (empty when it works)."""
+    url = URL(str(data[CONF_URL]).strip())
+    if url.scheme not in ("http", "https") or not url.host:
+        return {CONF_URL: "invalid_url"}
+    is_v1 = data[CONF_API_VERSION] == ApiVersion.V1
+    client = async_create_influx_client(flow.hass, data)
+    try:
+        await client.ping()
+        await client.validate()
+    except CannotConnect as err:
+        _LOGGER.debug("Cannot connect to InfluxDB at %s: %s", data[CONF_URL], err)
+        return {"base": "cannot_connect"}
+    except InvalidAuth:
+        return {"base": "invalid_auth"}
+    except DatabaseNotFound:
+        if is_v1:
+            return {CONF_DATABASE: "database_not_found"}
+        return {CONF_BUCKET: "bucket_not_found"}
+    except Exception:
+        _LOGGER.exception("Unexpected error while testing the InfluxDB connection")
+        return {"base": "unknown"}
+    return {}
+
+
+def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Strip whitespace a user pasted around text fields and the URL's trailing slash."""
+    cleaned = {
+        key: value.strip() if isinstance(value, str) and key != CONF_PASSWORD else value
+        for key, value in user_input.items()
+    }
+    cleaned[CONF_URL] = cleaned[CONF_URL].rstrip("/")
+    return cleaned
+
+
+def _title(data: Mapping[str, Any]) -> str:
+    host = URL(data[CONF_URL]).host or data[CONF_URL]
+    name = data.get(CONF_DATABASE) or data.get(CONF_BUCKET)
+    return f"{name} on {host}"
+
+
+class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up a connection to one InfluxDB database or bucket."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+        """Options: layouts, filters, migration thresholds."""
+        return HaIngestorOptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask which InfluxDB version the server runs."""
+        return self.async_show_menu(step_id="user", menu_options=["influxdb_v1", "influxdb_v2"])
+
+    async def async_step_influxdb_v1(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Connection to an InfluxDB 1.x server."""
+        return await self._async_connection_step(ApiVersion.V1, "influxdb_v1", user_input)
+
+    async def async_step_influxdb_v2(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Connection to an InfluxDB 2.x or Cloud server."""
+        return await self._async_connection_step(ApiVersion.V2, "influxdb_v2", user_input)
+
+    async def _async_connection_step(
+        self, api_version: ApiVersion, step_id: str, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = _clean(user_input) | {CONF_API_VERSION: api_version.value}
+            errors = await _async_validate_connection(self, data)
+            if not errors:
+                await self.async_set_unique_id(unique_id(data))
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(title=_title(data), data=data)
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=_schema_for(api_version, user_input or {}),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The server rejected the stored credentials."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for new credentials (1.x) or a new token (2.x)."""
+        entry = self._get_reauth_entry()
+        is_v1 = entry.data[CONF_API_VERSION] == ApiVersion.V1
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {**entry.data, **user_input}
+            errors = await _async_validate_connection(self, data)
+            if not errors:
+                return self.async_update_reload_and_abort(entry, data_updates=user_input)
+        if is_v1:
+            schema = vol.Schema(
+                {
+                    vol.Optional(
+                        CONF_USERNAME,
+                        description={"suggested_value": entry.data.get(CONF_USERNAME)},
+                    ): _TEXT,
+                    vol.Optional(CONF_PASSWORD): _PASSWORD,
+                }
+            )
+        else:
+            schema = vol.Schema({vol.Required(CONF_TOKEN): _PASSWORD})
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders={"title": entry.title},
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change where the entry connects (server moved, database renamed)."""
+        entry = self._get_reconfigure_entry()
+        api_version = ApiVersion(entry.data[CONF_API_VERSION])
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = _clean(user_input) | {CONF_API_VERSION: api_version.value}
+            errors = await _async_validate_connection(self, data)
+            if not errors:
+                new_id = unique_id(data)
+                if any(
+                    other.unique_id == new_id and other.entry_id != entry.entry_id
+                    for other in self._async_current_entries(include_ignore=False)
+                ):
+                    return self.async_abort(reason="already_configured")
+                return self.async_update_reload_and_abort(
+                    entry, unique_id=new_id, title=_title(data), data=data
+                )
+        return self.async_show_form(
+            step_id=f"reconfigure_{'v1' if api_version is ApiVersion.V1 else 'v2'}",
+            data_schema=_schema_for(api_version, user_input or entry.data),
+            errors=errors,
+        )
+
+    async def async_step_reconfigure_v1(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Reconfigure form of a 1.x entry."""
+        return await self.async_step_reconfigure(user_input)
+
+    async def async_step_reconfigure_v2(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Reconfigure form of a 2.x entry."""
+        return await self.async_step_reconfigure(user_input)
+
+
+def _parse_tags(lines: list[str]) -> dict[str, str] | None:
+    """``key=value`` lines → dict; None when a line is malformed."""
+    tags: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            return None
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
+    legacy = options.get(SECTION_LEGACY, {})
+    ingestion = options.get(SECTION_INGESTION, {})
+    migration = options.get(SECTION_MIGRATION, {})
+
+    def suggested(values: Mapping[str, Any], key: str, default: Any = None) -> dict[str, Any]:
+        return {"suggested_value": values.get(key, default)}
+
+    def number(minimum: float, maximum: float, step: float) -> NumberSelector:
+        return NumberSelector(
+            NumberSelectorConfig(min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX)
+        )
+
+    return vol.Schema(
+        {
+            vol.Required(SECTION_LEGACY): section(
+                vol.Schema(
+                    {
+                        vol.Required(
+                            CONF_MEASUREMENT_ATTR,
+                            default=legacy.get(CONF_MEASUREMENT_ATTR, DEFAULT_MEASUREMENT_ATTR),
+                        ): SelectSelector(
+                            SelectSelectorConfig(
+                                options=list(MEASUREMENT_ATTR_CHOICES),
+                                custom_value=True,
+                                mode=SelectSelectorMode.DROPDOWN,
+                                translation_key=CONF_MEASUREMENT_ATTR,
+                            )
+                        ),
+                        vol.Optional(
+                            CONF_DEFAULT_MEASUREMENT,
+                            description=suggested(legacy, CONF_DEFAULT_MEASUREMENT),
+                        ): _TEXT,
+                        vol.Optional(
+                            CONF_OVERRIDE_MEASUREMENT,
+                            description=suggested(legacy, CONF_OVERRIDE_MEASUREMENT),
+                        ): _TEXT,
+                        vol.Optional(
+                            CONF_TAGS,
+                            description={
+                                "suggested_value": [
+                                    f"{k}={v}" for k, v in legacy.get(CONF_TAGS, {}).items()
+                                ]
+                            },
+                        ): _TEXT_LIST,
+                        vol.Optional(
+                            CONF_TAGS_ATTRIBUTES,
+                            description=suggested(legacy, CONF_TAGS_ATTRIBUTES, []),
+                        ): _TEXT_LIST,
+                        vol.Optional(
+                            CONF_IGNORE_ATTRIBUTES,
+                            description=suggested(legacy, CONF_IGNORE_ATTRIBUTES, []),
+                        ): _TEXT_LIST,
+                    }
+                ),
+                {"collapsed": True},
+            ),
+            vol.Required(SECTION_INGESTION): section(
+                vol.Schema(
+                    {
+                        vol.Required(
+                            CONF_WRITE_MODE,
+                            default=ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY.value),
+                        ): SelectSelector(
+                            SelectSelectorConfig(
+                                options=[mode.value for mode in WriteMode],
+                                translation_key=CONF_WRITE_MODE,
+                            )
+                        ),
+                        vol.Optional(
+                            CONF_ATTRIBUTE_ALLOWLIST,
+                            description=suggested(
+                                ingestion,
+                                CONF_ATTRIBUTE_ALLOWLIST,
+                                list(DEFAULT_ATTRIBUTE_ALLOWLIST),
+                            ),
+                        ): _TEXT_LIST,
+                        vol.Optional(
+                            CONF_INCLUDE_ENTITIES,
+                            description=suggested(ingestion, CONF_INCLUDE_ENTITIES, []),
+                        ): EntitySelector(EntitySelectorConfig(multiple=True)),
+                        vol.Optional(
+                            CONF_EXCLUDE_ENTITIES,
+                            description=suggested(ingestion, CONF_EXCLUDE_ENTITIES, []),
+                        ): EntitySelector(EntitySelectorConfig(multiple=True)),
+                        vol.Optional(
+                            CONF_INCLUDE_DOMAINS,
+                            description=suggested(ingestion, CONF_INCLUDE_DOMAINS, []),
+                        ): _TEXT_LIST,
+                        vol.Optional(
+                            CONF_EXCLUDE_DOMAINS,
+                            description=suggested(ingestion, CONF_EXCLUDE_DOMAINS, []),
+                        ): _TEXT_LIST,
+                        vol.Optional(
+                            CONF_INCLUDE_GLOBS,
+                            description=suggested(ingestion, CONF_INCLUDE_GLOBS, []),
+                        ): _TEXT_LIST,
+                        vol.Optional(
+                            CONF_EXCLUDE_GLOBS,
+                            description=suggested(ingestion, CONF_EXCLUDE_GLOBS, []),
+                        ): _TEXT_LIST,
+                    }
+                ),
+                {"collapsed": True},
+            ),
+            vol.Required(SECTION_MIGRATION): section(
+                vol.Schema(
+                    {
+                        vol.Optional(
+                            CONF_TARGET_DATABASE,
+                            description=suggested(migration, CONF_TARGET_DATABASE),
+                        ): _TEXT,
+                        vol.Required(
+                            CONF_BATCH_SIZE, default=migration.get(CONF_BATCH_SIZE, 1000)
+                        ): vol.All(number(1, 50_000, 1), vol.Coerce(int)),
+                        vol.Required(
+                            CONF_CONCURRENT_BATCHES,
+                            default=migration.get(CONF_CONCURRENT_BATCHES, 4),
+                        ): vol.All(number(1, 32, 1), vol.Coerce(int)),
+                        vol.Required(
+                            CONF_MAX_ERROR_RATE, default=migration.get(CONF_MAX_ERROR_RATE, 0.01)
+                        ): number(0, 1, 0.001),
+                        vol.Required(
+                            CONF_ROLLBACK_THRESHOLD,
+                            default=migration.get(CONF_ROLLBACK_THRESHOLD, 0.05),
+                        ): number(0, 1, 0.001),
+                        vol.Required(
+                            CONF_VALIDATE_PERCENTAGE,
+                            default=migration.get(CONF_VALIDATE_PERCENTAGE, 0.1),
+                        ): number(0.001, 1, 0.001),
+                        vol.Required(
+                            CONF_MIGRATION_WINDOW_HOURS,
+                            default=migration.get(CONF_MIGRATION_WINDOW_HOURS, 24),
+                        ): vol.All(number(1, 8760, 1), vol.Coerce(int)),
+                        vol.Required(
+                            CONF_CLEANUP_DELAY_HOURS,
+                            default=migration.get(CONF_CLEANUP_DELAY_HOURS, 168),
+                        ): vol.All(number(0, 8760, 1), vol.Coerce(int)),
+                        vol.Required(
+                            CONF_DELETE_LEGACY_DATA,
+                            default=migration.get(CONF_DELETE_LEGACY_DATA, False),
+                        ): BooleanSelector(),
+                    }
+                ),
+                {"collapsed": True},
+            ),
+        }
+    )
+
+
+def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Turn the options form into stored options, or return per-field errors."""
+    errors: dict[str, str] = {}
+    legacy = dict(user_input.get(SECTION_LEGACY, {}))
+    ingestion = dict(user_input.get(SECTION_INGESTION, {}))
+    migration = dict(user_input.get(SECTION_MIGRATION, {}))
+
+    tags = _parse_tags([line for line in legacy.get(CONF_TAGS, []) if line.strip()])
+    if tags is None:
+        errors[SECTION_LEGACY] = "invalid_tags"
+    else:
+        legacy[CONF_TAGS] = tags
+
+    for key in (CONF_INCLUDE_DOMAINS, CONF_EXCLUDE_DOMAINS):
+        domains = [d.strip() for d in ingestion.get(key, []) if d.strip()]
+        try:
+            ingestion[key] = [cv.slug(d) for d in domains]
+        except vol.Invalid:
+            errors[SECTION_INGESTION] = "invalid_domain"
+    for key in (CONF_INCLUDE_GLOBS, CONF_EXCLUDE_GLOBS):
+        ingestion[key] = [g.strip() for g in ingestion.get(key, []) if g.strip()]
+    allowlist = [a.strip() for a in ingestion.get(CONF_ATTRIBUTE_ALLOWLIST, []) if a.strip()]
+    ingestion[CONF_ATTRIBUTE_ALLOWLIST] = allowlist
+
+    if migration[CONF_MAX_ERROR_RATE] > migration[CONF_ROLLBACK_THRESHOLD]:
+        errors[SECTION_MIGRATION] = "threshold_order"
+    target = (migration.get(CONF_TARGET_DATABASE) or "").strip()
+    if target:
+        migration[CONF_TARGET_DATABASE] = target
+    else:
+        migration.pop(CONF_TARGET_DATABASE, None)
+
+    return {
+        SECTION_LEGACY: legacy,
+        SECTION_INGESTION: ingestion,
+        SECTION_MIGRATION: migration,
+    }, errors
+
+
+class HaIngestorOptionsFlow(OptionsFlow):
+    """Legacy layout, ingestion filters and migration thresholds."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """One form, in collapsible sections."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            options, errors = _validate_options(user_input)
+            if not errors:
+                return self.async_create_entry(data=options)
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(
+                _options_schema(self.config_entry.options), user_input or {}
+            ),
+            errors=errors,
+        )

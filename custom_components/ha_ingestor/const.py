@@ -1,0 +1,78 @@
+"""Constants shared by the Home Assistant glue of ha_ingestor."""
+
+from enum import StrEnum
+from typing import Final
+
+DOMAIN: Final = "ha_ingestor"
+
+# Connection (config entry data).
+CONF_API_VERSION: Final = "api_version"
+CONF_URL: Final = "url"
+CONF_USERNAME: Final = "username"
+CONF_PASSWORD: Final = "password"
+CONF_DATABASE: Final = "database"
+CONF_TOKEN: Final = "token"
+CONF_ORGANIZATION: Final = "organization"
+CONF_BUCKET: Final = "bucket"
+CONF_VERIFY_SSL: Final = "verify_ssl"
+
+# Legacy layout options: the same names HA core's influxdb integration uses.
+CONF_MEASUREMENT_ATTR: Final = "measurement_attr"
+CONF_DEFAULT_MEASUREMENT: Final = "default_measurement"
+CONF_OVERRIDE_MEASUREMENT: Final = "override_measurement"
+CONF_TAGS: Final = "tags"
+CONF_TAGS_ATTRIBUTES: Final = "tags_attributes"
+CONF_IGNORE_ATTRIBUTES: Final = "ignore_attributes"
+
+# Ingestion options.
+CONF_WRITE_MODE: Final = "write_mode"
+CONF_ATTRIBUTE_ALLOWLIST: Final = "attribute_allowlist"
+CONF_INCLUDE_ENTITIES: Final = "include_entities"
+CONF_EXCLUDE_ENTITIES: Final = "exclude_entities"
+CONF_INCLUDE_DOMAINS: Final = "include_domains"
+CONF_EXCLUDE_DOMAINS: Final = "exclude_domains"
+CONF_INCLUDE_GLOBS: Final = "include_entity_globs"
+CONF_EXCLUDE_GLOBS: Final = "exclude_entity_globs"
+
+# Migration options (MigrationConfig defaults live in migration_model).
+CONF_TARGET_DATABASE: Final = "target_database"
+CONF_BATCH_SIZE: Final = "batch_size"
+CONF_CONCURRENT_BATCHES: Final = "concurrent_batches"
+CONF_MAX_ERROR_RATE: Final = "max_error_rate"
+CONF_ROLLBACK_THRESHOLD: Final = "rollback_threshold"
+CONF_VALIDATE_PERCENTAGE: Final = "validate_percentage"
+CONF_MIGRATION_WINDOW_HOURS: Final = "migration_window_hours"
+CONF_CLEANUP_DELAY_HOURS: Final = "cleanup_delay_hours"
+CONF_DELETE_LEGACY_DATA: Final = "delete_legacy_data"
+
+SECTION_LEGACY: Final = "legacy_layout"
+SECTION_INGESTION: Final = "ingestion"
+SECTION_MIGRATION: Final = "migration"
+
+DEFAULT_MEASUREMENT_ATTR: Final = "unit_of_measurement"
+MEASUREMENT_ATTR_CHOICES: Final = ("unit_of_measurement", "domain__device_class", "entity_id")
+DEFAULT_ATTRIBUTE_ALLOWLIST: Final = (
+    "brightness",
+    "color_temp",
+    "temperature",
+    "current_temperature",
+    "target_temp_high",
+    "target_temp_low",
+    "humidity",
+    "current_humidity",
+    "hvac_action",
+    "hvac_mode",
+    "preset_mode",
+    "fan_mode",
+    "position",
+    "current_position",
+    "battery_level",
+)
+
+
+class WriteMode(StrEnum):
+    """Which layouts the live writer produces."""
+
+    LEGACY = "legacy"
+    BOTH = "both"
+    OPTIMIZED = "optimized"

@@ -1,0 +1,298 @@
+"""Config, reauth, reconfigure and options flows against a real InfluxDB 1.x server."""
+
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant import config_entries
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ha_ingestor.const import (
+    CONF_API_VERSION,
+    CONF_DATABASE,
+    CONF_PASSWORD,
+    CONF_URL,
+    CONF_USERNAME,
+    CONF_VERIFY_SSL,
+    DOMAIN,
+    SECTION_INGESTION,
+    SECTION_LEGACY,
+    SECTION_MIGRATION,
+)
+
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+
+
+def v1_input(influxd: InfluxServer, db: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        CONF_URL: influxd.url,
+        CONF_USERNAME: ADMIN_USER,
+        CONF_PASSWORD: ADMIN_PASSWORD,
+        CONF_DATABASE: db,
+        CONF_VERIFY_SSL: True,
+    } | overrides
+
+
+async def start_v1_flow(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["influxdb_v1", "influxdb_v2"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "influxdb_v1"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "influxdb_v1"
+    return str(result["flow_id"])
+
+
+def v1_entry(influxd: InfluxServer, db: str, **overrides: Any) -> MockConfigEntry:
+    data = v1_input(influxd, db, **overrides) | {CONF_API_VERSION: "1"}
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"{db} on 127.0.0.1",
+        data=data,
+        unique_id=f"{influxd.url}/{db}",
+    )
+
+
+async def test_v1_flow_creates_entry_after_testing_the_server(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    flow_id = await start_v1_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v1_input(influxd, database, **{CONF_URL: f"  {influxd.url}/ "})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"{database} on 127.0.0.1"
+    assert result["data"] == v1_input(influxd, database) | {CONF_API_VERSION: "1"}
+    assert result["result"].unique_id == f"{influxd.url}/{database}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errors"),
+    [
+        ({CONF_PASSWORD: "wrong"}, {"base": "invalid_auth"}),
+        ({CONF_USERNAME: "", CONF_PASSWORD: ""}, {"base": "invalid_auth"}),
+        ({CONF_DATABASE: "no_such_database"}, {CONF_DATABASE: "database_not_found"}),
+        ({CONF_URL: "not a url"}, {CONF_URL: "invalid_url"}),
+        ({CONF_URL: "ftp://127.0.0.1:8086"}, {CONF_URL: "invalid_url"}),
+    ],
+)
+async def test_v1_flow_shows_what_is_wrong_and_recovers(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    overrides: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    flow_id = await start_v1_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v1_input(influxd, database, **overrides)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+
+    result = await hass.config_entries.flow.async_configure(flow_id, v1_input(influxd, database))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_v1_flow_reports_an_unreachable_server(hass: HomeAssistant, database: str) -> None:
+    flow_id = await start_v1_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id,
+        {
+            CONF_URL: f"http://127.0.0.1:{free_port()}",
+            CONF_DATABASE: database,
+            CONF_VERIFY_SSL: True,
+        },
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_v1_flow_reports_unexpected_errors(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    # An unexpected failure cannot be provoked on a healthy server, so this one is injected.
+    flow_id = await start_v1_flow(hass)
+    with patch(
+        "custom_components.ha_ingestor.influx.v1.InfluxV1Client.validate",
+        side_effect=RuntimeError("boom"),
+    ):
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, v1_input(influxd, database)
+        )
+    assert result["errors"] == {"base": "unknown"}
+
+
+async def test_same_server_and_database_is_configured_once(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    v1_entry(influxd, database).add_to_hass(hass)
+    flow_id = await start_v1_flow(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, v1_input(influxd, database))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_reauth_stores_new_credentials_and_reloads(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database, **{CONF_PASSWORD: "outdated"})
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    assert result["step_id"] == "reauth_confirm"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_USERNAME: ADMIN_USER, CONF_PASSWORD: "still wrong"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_USERNAME: ADMIN_USER, CONF_PASSWORD: ADMIN_PASSWORD}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.data[CONF_PASSWORD] == ADMIN_PASSWORD
+
+
+async def test_reconfigure_moves_the_entry_to_another_database(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    influxd.create_database("moved_here")
+    try:
+        result = await entry.start_reconfigure_flow(hass)
+        assert result["step_id"] == "reconfigure_v1"
+
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], v1_input(influxd, "missing_db")
+        )
+        assert result["errors"] == {CONF_DATABASE: "database_not_found"}
+
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], v1_input(influxd, "moved_here")
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "reconfigure_successful"
+        assert entry.data[CONF_DATABASE] == "moved_here"
+        assert entry.unique_id == f"{influxd.url}/moved_here"
+    finally:
+        influxd.drop_database("moved_here")
+
+
+async def test_reconfigure_refuses_a_database_another_entry_has(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    influxd.create_database("taken")
+    try:
+        v1_entry(influxd, "taken").add_to_hass(hass)
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], v1_input(influxd, "taken")
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "already_configured"
+        assert entry.data[CONF_DATABASE] == database
+    finally:
+        influxd.drop_database("taken")
+
+
+def options_input(**migration: Any) -> dict[str, Any]:
+    return {
+        SECTION_LEGACY: {
+            "measurement_attr": "unit_of_measurement",
+            "tags": ["instance=main", "site = home"],
+            "tags_attributes": ["friendly_name"],
+            "ignore_attributes": ["icon"],
+        },
+        SECTION_INGESTION: {
+            "write_mode": "both",
+            "attribute_allowlist": ["brightness", " "],
+            "include_domains": ["sensor", "light"],
+            "exclude_entity_globs": ["sensor.weather_*"],
+        },
+        SECTION_MIGRATION: {
+            "batch_size": 5000,
+            "concurrent_batches": 2,
+            "max_error_rate": 0.02,
+            "rollback_threshold": 0.1,
+            "validate_percentage": 0.5,
+            "migration_window_hours": 12,
+            "cleanup_delay_hours": 0,
+            "delete_legacy_data": False,
+            "target_database": " ha_optimized ",
+        }
+        | migration,
+    }
+
+
+async def test_options_flow_stores_validated_options(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options_input()
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[SECTION_LEGACY]["tags"] == {"instance": "main", "site": "home"}
+    assert entry.options[SECTION_INGESTION]["attribute_allowlist"] == ["brightness"]
+    assert entry.options[SECTION_INGESTION]["include_domains"] == ["sensor", "light"]
+    assert entry.options[SECTION_MIGRATION]["target_database"] == "ha_optimized"
+    assert entry.options[SECTION_MIGRATION]["batch_size"] == 5000
+
+
+@pytest.mark.parametrize(
+    ("options", "errors"),
+    [
+        (
+            {SECTION_MIGRATION: {"max_error_rate": 0.2, "rollback_threshold": 0.1}},
+            {SECTION_MIGRATION: "threshold_order"},
+        ),
+        ({SECTION_LEGACY: {"tags": ["no equals sign"]}}, {SECTION_LEGACY: "invalid_tags"}),
+        (
+            {SECTION_INGESTION: {"include_domains": ["Not A Domain!"]}},
+            {SECTION_INGESTION: "invalid_domain"},
+        ),
+    ],
+)
+async def test_options_flow_rejects_inconsistent_options(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    options: dict[str, dict[str, Any]],
+    errors: dict[str, str],
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    user_input = options_input()
+    for section_key, values in options.items():
+        user_input[section_key] = user_input[section_key] | values
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert entry.options == {}
+
+
+async def test_options_flow_refuses_out_of_range_numbers(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    with pytest.raises(Exception, match="batch_size|value must be"):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], options_input(batch_size=0)
+        )
+    assert entry.options == {}
