@@ -1,6 +1,6 @@
 """Shared fixtures: a real InfluxDB server and Home Assistant test helpers."""
 
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 import itertools
 
 import pytest
@@ -10,6 +10,10 @@ import pytest_socket
 import custom_components.ha_ingestor  # noqa: F401
 
 from .influx_server import InfluxServer, running_influxd
+from .influx_v2_emulator import InfluxV2Emulator
+
+V2_TOKEN = "emulated-token-SECRET"
+V2_ORG = "home"
 
 _database_names = itertools.count()
 
@@ -42,3 +46,12 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 def allow_loopback_sockets(socket_enabled: None) -> None:
     """phcc blocks sockets; our tests talk to a real server on 127.0.0.1 only."""
     pytest_socket.socket_allow_hosts(["127.0.0.1", "::1"], allow_unix_socket=True)
+
+
+@pytest.fixture
+async def v2_emulator(influxd: InfluxServer) -> AsyncIterator[InfluxV2Emulator]:
+    """An InfluxDB 2.x API stand-in storing into the real influxd (see its module docstring)."""
+    emulator = InfluxV2Emulator(influxd, token=V2_TOKEN, org=V2_ORG)
+    await emulator.start()
+    yield emulator
+    await emulator.stop()

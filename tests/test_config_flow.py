@@ -1,18 +1,24 @@
 """Config, reauth, reconfigure and options flows against a real InfluxDB 1.x server."""
 
+import json
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
 from homeassistant import config_entries
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+import custom_components.ha_ingestor
 from custom_components.ha_ingestor.const import (
     CONF_API_VERSION,
+    CONF_BUCKET,
     CONF_DATABASE,
+    CONF_ORGANIZATION,
     CONF_PASSWORD,
+    CONF_TOKEN,
     CONF_URL,
     CONF_USERNAME,
     CONF_VERIFY_SSL,
@@ -22,7 +28,9 @@ from custom_components.ha_ingestor.const import (
     SECTION_MIGRATION,
 )
 
+from .conftest import V2_ORG, V2_TOKEN
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+from .influx_v2_emulator import InfluxV2Emulator
 
 
 def v1_input(influxd: InfluxServer, db: str, **overrides: Any) -> dict[str, Any]:
@@ -241,9 +249,7 @@ async def test_options_flow_stores_validated_options(
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], options_input()
-    )
+    result = await hass.config_entries.options.async_configure(result["flow_id"], options_input())
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options[SECTION_LEGACY]["tags"] == {"instance": "main", "site": "home"}
     assert entry.options[SECTION_INGESTION]["attribute_allowlist"] == ["brightness"]
@@ -291,8 +297,148 @@ async def test_options_flow_refuses_out_of_range_numbers(
     entry = v1_entry(influxd, database)
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    with pytest.raises(Exception, match="batch_size|value must be"):
+    with pytest.raises(InvalidData) as raised:
         await hass.config_entries.options.async_configure(
             result["flow_id"], options_input(batch_size=0)
         )
+    assert "batch_size" in str(raised.value.schema_errors)
     assert entry.options == {}
+
+
+def v2_input(emulator: InfluxV2Emulator, name: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        CONF_URL: emulator.url,
+        CONF_TOKEN: V2_TOKEN,
+        CONF_ORGANIZATION: V2_ORG,
+        CONF_BUCKET: name,
+        CONF_VERIFY_SSL: True,
+    } | overrides
+
+
+async def start_v2_flow(hass: HomeAssistant) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "influxdb_v2"}
+    )
+    assert result["step_id"] == "influxdb_v2"
+    return str(result["flow_id"])
+
+
+def v2_entry(emulator: InfluxV2Emulator, name: str, **overrides: Any) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"{name} on 127.0.0.1",
+        data=v2_input(emulator, name, **overrides) | {CONF_API_VERSION: "2"},
+        unique_id=f"{emulator.url}/{V2_ORG}/{name}",
+    )
+
+
+async def test_v2_flow_creates_entry_after_testing_the_server(
+    hass: HomeAssistant, v2_emulator: InfluxV2Emulator, database: str
+) -> None:
+    flow_id = await start_v2_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v2_input(v2_emulator, database)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == v2_input(v2_emulator, database) | {CONF_API_VERSION: "2"}
+    assert result["result"].unique_id == f"{v2_emulator.url}/{V2_ORG}/{database}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errors"),
+    [
+        ({CONF_TOKEN: "wrong"}, {"base": "invalid_auth"}),
+        ({CONF_BUCKET: "no_such_bucket"}, {CONF_BUCKET: "bucket_not_found"}),
+        ({CONF_ORGANIZATION: "other_org"}, {CONF_BUCKET: "bucket_not_found"}),
+    ],
+)
+async def test_v2_flow_shows_what_is_wrong_and_recovers(
+    hass: HomeAssistant,
+    v2_emulator: InfluxV2Emulator,
+    database: str,
+    overrides: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    flow_id = await start_v2_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v2_input(v2_emulator, database, **overrides)
+    )
+    assert result["errors"] == errors
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v2_input(v2_emulator, database)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_v2_flow_reports_an_unreachable_server(
+    hass: HomeAssistant, v2_emulator: InfluxV2Emulator, database: str
+) -> None:
+    flow_id = await start_v2_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id,
+        v2_input(v2_emulator, database, **{CONF_URL: f"http://127.0.0.1:{free_port()}"}),
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_v2_reauth_takes_a_new_token(
+    hass: HomeAssistant, v2_emulator: InfluxV2Emulator, database: str
+) -> None:
+    entry = v2_entry(v2_emulator, database, **{CONF_TOKEN: "revoked"})
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    assert result["step_id"] == "reauth_confirm"
+    assert list(result["data_schema"].schema) == [CONF_TOKEN]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_TOKEN: V2_TOKEN}
+    )
+    assert result["reason"] == "reauth_successful"
+    assert entry.data[CONF_TOKEN] == V2_TOKEN
+
+
+async def test_v2_reconfigure_changes_the_bucket(
+    hass: HomeAssistant, v2_emulator: InfluxV2Emulator, influxd: InfluxServer, database: str
+) -> None:
+    entry = v2_entry(v2_emulator, database)
+    entry.add_to_hass(hass)
+    influxd.create_database("other_bucket")
+    try:
+        result = await entry.start_reconfigure_flow(hass)
+        assert result["step_id"] == "reconfigure_v2"
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], v2_input(v2_emulator, "other_bucket")
+        )
+        assert result["reason"] == "reconfigure_successful"
+        assert entry.data[CONF_BUCKET] == "other_bucket"
+    finally:
+        influxd.drop_database("other_bucket")
+
+
+async def test_options_flow_blank_target_means_the_same_database(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options_input(target_database="   ")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert "target_database" not in entry.options[SECTION_MIGRATION]
+
+
+def test_strings_and_english_translation_are_identical() -> None:
+    base = Path(custom_components.ha_ingestor.__file__).parent
+    strings = json.loads((base / "strings.json").read_text())
+    assert strings == json.loads((base / "translations" / "en.json").read_text())
+    assert set(strings["config"]["error"]) >= {
+        "cannot_connect",
+        "invalid_auth",
+        "database_not_found",
+        "bucket_not_found",
+        "invalid_url",
+        "unknown",
+    }

@@ -128,9 +128,7 @@ async def test_arbitrary_strings_round_trip_through_influxd(
     stored_measurement = sanitize_name(measurement)
     if stored_measurement.startswith("#"):
         stored_measurement = "_" + stored_measurement
-    read = [
-        p async for p in client.read_points(stored_measurement, time_ns, time_ns + 1)
-    ]
+    read = [p async for p in client.read_points(stored_measurement, time_ns, time_ns + 1)]
     assert len(read) == 1
     (back,) = read
     assert back.time_ns == time_ns

@@ -6,7 +6,7 @@ import aiohttp
 
 
 async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Split a chunked answer into lines without aiohttp's 128 KiB line limit."""
+    """Split a chunked answer into lines (blank ones included) without aiohttp's line limit."""
     parts: list[bytes] = []
     async for block in content.iter_any():
         start = 0
@@ -14,9 +14,8 @@ async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
             parts.append(block[start:end])
             line = b"".join(parts)
             parts.clear()
-            if line.strip():
-                yield line
+            yield line
             start = end + 1
         parts.append(block[start:])
-    if (line := b"".join(parts)).strip():
+    if parts and (line := b"".join(parts)):
         yield line

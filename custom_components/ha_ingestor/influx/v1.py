@@ -181,6 +181,8 @@ class InfluxV1Client(InfluxClient):
                         raise CannotConnect(f"HTTP {resp.status}: {text}")
                     raise QueryFailed(text)
                 async for line in iter_lines(resp.content):
+                    if not line.strip():
+                        continue
                     for result in orjson.loads(line).get("results", ()):
                         if "error" in result:
                             _raise_query_error(str(result["error"]))

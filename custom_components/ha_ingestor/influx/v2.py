@@ -192,9 +192,7 @@ class InfluxV2Client(InfluxClient):
             if fields:
                 yield Point(str(row["_measurement"]), tags, fields, int(row["_time"]))
 
-    async def _flux_rows(
-        self, flux: str, *, typed: bool = False
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def _flux_rows(self, flux: str, *, typed: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Stream the rows of an annotated-CSV Flux answer."""
         body = {
             "query": flux,
@@ -251,6 +249,7 @@ class _AnnotatedCsv:
             # A quoted value holding a line break: the record continues on the next line.
             self._pending = line
             return None
+        line = line.removesuffix("\r")
         if not line.strip():
             # A blank line separates tables; each table repeats its annotations.
             self._header = None
