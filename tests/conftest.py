@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator, Generator, Iterator
 import itertools
+from pathlib import Path
 
 import pytest
 import pytest_socket
@@ -55,3 +56,10 @@ async def v2_emulator(influxd: InfluxServer) -> AsyncIterator[InfluxV2Emulator]:
     await emulator.start()
     yield emulator
     await emulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def private_config_dir(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Give each Home Assistant test its own config dir (spools, audit logs, reports)."""
+    if "hass" in request.fixturenames:
+        request.getfixturevalue("hass").config.config_dir = str(tmp_path)

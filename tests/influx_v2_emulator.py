@@ -4,9 +4,11 @@ No InfluxDB 2.x server can be installed on these machines. This emulator serves 
 the documented v2 HTTP API that the integration uses — token auth, /ping, orgs, buckets,
 /api/v2/write and /api/v2/query answering in annotated CSV — and stores every point in the
 real influxd, so line-protocol parsing, type conflicts and rejections are the real server's.
-Flux is NOT executed: only the two query shapes the integration emits are translated to
-InfluxQL. What it proves: our 2.x client's HTTP contract, auth and error mapping, CSV parsing
-and data round trips. What it cannot prove: behaviour of a real Flux engine.
+Flux is NOT executed: only the query shapes the integration emits (schema listings, a ranged
+and filtered read with pivot, and grouped count/mean/first/last aggregates) are translated to
+InfluxQL, stage by stage, and anything else is refused. /api/v2/delete predicates become an
+InfluxQL DELETE. What it proves: our 2.x client's HTTP contract, auth and error mapping, CSV
+parsing and data round trips. What it cannot prove: behaviour of a real Flux engine.
 """
 
 import csv
@@ -18,17 +20,38 @@ import urllib.parse
 
 from aiohttp import ClientSession, web
 
-from custom_components.ha_ingestor.influx.v1 import quote_ident
+from custom_components.ha_ingestor.influx.v1 import quote_ident, quote_literal
 
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
 
-_MEASUREMENTS = re.compile(r'schema\.measurements\(bucket: "((?:[^"\\]|\\.)*)"\)')
-_READ = re.compile(
-    r'from\(bucket: "(?P<bucket>(?:[^"\\]|\\.)*)"\)\s*'
-    r"\|> range\(start: (?P<start>\S+), stop: (?P<stop>\S+)\)\s*"
-    r'\|> filter\(fn: \(r\) => r\._measurement == "(?P<measurement>(?:[^"\\]|\\.)*)"\)\s*'
-    r'\|> pivot\(rowKey: \["_time"\], columnKey: \["_field"\], valueColumn: "_value"\)$'
+_STRING = r'"((?:[^"\\]|\\.)*)"'
+_SCHEMA_START = r"(?:, start: 1970-01-01T00:00:00Z)?"
+_MEASUREMENTS = re.compile(rf"schema\.measurements\(bucket: {_STRING}{_SCHEMA_START}\)")
+_FIELD_KEYS = re.compile(
+    rf"schema\.measurementFieldKeys\(bucket: {_STRING}, measurement: {_STRING}{_SCHEMA_START}\)"
 )
+_TAG_VALUES = re.compile(
+    rf"schema\.tagValues\(bucket: {_STRING}, tag: {_STRING}, "
+    rf"predicate: \(r\) => r\._measurement == {_STRING}{_SCHEMA_START}\)"
+)
+# The stages of a pipeline, one per line, exactly as the client writes them.
+_FROM = re.compile(rf"^from\(bucket: {_STRING}\)$")
+_RANGE = re.compile(r"^\|> range\(start: (\S+), stop: (\S+)\)$")
+_MEASUREMENT_FILTER = re.compile(
+    rf"^\|> filter\(fn: \(r\) => (r\._measurement == {_STRING}(?: or r\._measurement == "
+    rf"{_STRING})*)\)$"
+)
+_TAG_FILTER = re.compile(r"^\|> filter\(fn: \(r\) => (\(r\[.*\))\)$")
+_TAG_GROUP = re.compile(rf'\((r\["(?:[^"\\]|\\.)*"\] == {_STRING}(?: or .*?)?)\)(?: and |$)')
+_TAG_TEST = re.compile(rf"r\[{_STRING}\] == {_STRING}")
+_FIELD_FILTER = re.compile(rf"^\|> filter\(fn: \(r\) => r\._field == {_STRING}\)$")
+_PIVOT = '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+_GROUP = re.compile(rf"^\|> group\(columns: \[({_STRING}(?:, {_STRING})*)\]\)$")
+_WINDOW = re.compile(
+    r"^\|> aggregateWindow\(every: (\d+)ns, fn: (count|mean|first|last), "
+    r'createEmpty: false, timeSrc: "_start"\)$'
+)
+_DELETE_TERM = re.compile(rf"(\w+)={_STRING}(?: AND |$)")
 _FLUX_TYPES = {"float": "double", "integer": "long", "string": "string", "boolean": "boolean"}
 
 
@@ -78,6 +101,7 @@ class InfluxV2Emulator:
         app.router.add_delete("/api/v2/buckets/{bucket_id}", self._delete_bucket)
         app.router.add_post("/api/v2/write", self._write)
         app.router.add_post("/api/v2/query", self._query)
+        app.router.add_post("/api/v2/delete", self._delete)
         self._session = ClientSession()
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -170,30 +194,97 @@ class InfluxV2Emulator:
         if not self._org_ok(request):
             return _error(404, "not found", "organization not found")
         flux = (await request.json())["query"]
-        if match := _MEASUREMENTS.search(flux):
-            series = await self._influxql("SHOW MEASUREMENTS", _unflux(match.group(1)))
-            names = [row[0] for s in series for row in s.get("values", [])]
+        listing = await self._schema(flux)
+        if listing is not None:
             return self._csv(
-                [("_value", "string", False)], [[name] for name in names], start=0, stop=0
+                [("_value", "string", False)], [[name] for name in listing], start=0, stop=0
             )
-        if match := _READ.search(flux.strip()):
-            return await self._read(match)
-        return _error(400, "invalid", "emulator: unsupported Flux query")
+        try:
+            return await self._pipeline([line.strip() for line in flux.strip().split("\n")])
+        except _Unsupported as err:
+            return _error(400, "invalid", f"emulator: unsupported Flux: {err}")
 
-    async def _read(self, match: re.Match[str]) -> web.Response:
-        bucket, measurement = _unflux(match["bucket"]), _unflux(match["measurement"])
-        start, stop = _rfc3339_to_ns(match["start"]), _rfc3339_to_ns(match["stop"])
-        types = {
+    async def _schema(self, flux: str) -> list[str] | None:
+        """The answer of a schema.* listing, or None when the query is not one."""
+        if match := _MEASUREMENTS.search(flux):
+            query, bucket, column = "SHOW MEASUREMENTS", match.group(1), 0
+        elif match := _FIELD_KEYS.search(flux):
+            bucket = match.group(1)
+            query, column = f"SHOW FIELD KEYS FROM {quote_ident(_unflux(match.group(2)))}", 0
+        elif match := _TAG_VALUES.search(flux):
+            bucket, key, measurement = (_unflux(group) for group in match.groups())
+            query = f"SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = {quote_ident(key)}"
+            column = 1
+        else:
+            return None
+        series = await self._influxql(query, _unflux(bucket))
+        return list(dict.fromkeys(row[column] for s in series for row in s.get("values", [])))
+
+    async def _pipeline(self, stages: list[str]) -> web.Response:
+        """Translate from() |> range() |> filter()… into one InfluxQL SELECT and answer it."""
+        if not stages or not (match := _FROM.match(stages[0])):
+            raise _Unsupported("expected from(bucket: …)")
+        bucket = _unflux(match.group(1))
+        if len(stages) < 3 or not (match := _RANGE.match(stages[1])):
+            raise _Unsupported("expected range(start: …, stop: …)")
+        start, stop = _rfc3339_to_ns(match.group(1)), _rfc3339_to_ns(match.group(2))
+        if not (match := _MEASUREMENT_FILTER.match(stages[2])):
+            raise _Unsupported("expected a filter on _measurement")
+        measurements = [_unflux(name) for name in re.findall(_STRING, match.group(1))]
+        conditions = [f"time >= {start}", f"time < {stop}"]
+        rest = stages[3:]
+        if rest and (match := _TAG_FILTER.match(rest[0])):
+            conditions += _tag_conditions(match.group(1))
+            rest = rest[1:]
+        where = " AND ".join(conditions)
+        if rest == [_PIVOT] and len(measurements) == 1:
+            return await self._read(bucket, measurements[0], where, start, stop)
+        if not rest or not (match := _FIELD_FILTER.match(rest[0])):
+            raise _Unsupported("expected pivot() or a filter on _field")
+        field = _unflux(match.group(1))
+        shape = " ".join(re.sub(r"\(.*", "", stage) for stage in rest[1:])
+        if shape == "|> group |> aggregateWindow":
+            group, window = _GROUP.match(rest[1]), _WINDOW.match(rest[2])
+            if not group or not window:
+                raise _Unsupported(" ".join(rest[1:]))
+            function, every = window.group(2), int(window.group(1))
+        elif shape in ("|> group |> count", "|> group |> mean"):
+            group, function, every = _GROUP.match(rest[1]), shape.rsplit(" ", 1)[1], None
+            if not group or rest[2] != f"|> {function}()":
+                raise _Unsupported(" ".join(rest[1:]))
+        elif shape in ("|> first |> group |> min", "|> last |> group |> max"):
+            group, function, every = _GROUP.match(rest[2]), shape.split(" ")[1], None
+            pick = "min" if function == "first" else "max"
+            if (
+                not group
+                or rest[1] != f"|> {function}()"
+                or rest[3] != f'|> {pick}(column: "_time")'
+            ):
+                raise _Unsupported(" ".join(rest[1:]))
+        else:
+            raise _Unsupported(shape)
+        keys = [_unflux(key) for key in re.findall(_STRING, group.group(1))]
+        if keys[:1] != ["_measurement"]:
+            raise _Unsupported("the group must keep _measurement first")
+        return await self._aggregate(
+            bucket, measurements, field, function, where, keys[1:], every, start, stop
+        )
+
+    async def _field_types(self, bucket: str, measurement: str) -> dict[str, str]:
+        return {
             key: kind
             for s in await self._influxql(
                 f"SHOW FIELD KEYS FROM {quote_ident(measurement)}", bucket
             )
             for key, kind in s.get("values", [])
         }
+
+    async def _read(
+        self, bucket: str, measurement: str, where: str, start: int, stop: int
+    ) -> web.Response:
+        types = await self._field_types(bucket, measurement)
         series = await self._influxql(
-            f"SELECT * FROM {quote_ident(measurement)} "
-            f"WHERE time >= {start} AND time < {stop} GROUP BY *",
-            bucket,
+            f"SELECT * FROM {quote_ident(measurement)} WHERE {where} GROUP BY *", bucket
         )
         out = io.StringIO()
         for table, one in enumerate(series):
@@ -207,19 +298,92 @@ class InfluxV2Emulator:
             rows = []
             for values in one["values"]:
                 row = [_ns_to_rfc3339(values[0]), measurement] + [value for _, value in tags]
-                for key, value in zip(fields, values[1:], strict=True):
-                    if value is None:
-                        row.append("")
-                    elif types[key] == "boolean":
-                        row.append("true" if value else "false")
-                    elif types[key] == "float":
-                        row.append(repr(float(value)))
-                    else:
-                        row.append(str(value))
+                row += [
+                    _csv_value(types[key], value)
+                    for key, value in zip(fields, values[1:], strict=True)
+                ]
                 rows.append(row)
             out.write(self._table(columns, rows, table, start, stop))
             out.write("\r\n")
         return web.Response(body=out.getvalue().encode(), content_type="text/csv")
+
+    async def _aggregate(
+        self,
+        bucket: str,
+        measurements: list[str],
+        field: str,
+        function: str,
+        where: str,
+        keys: list[str],
+        every: int | None,
+        start: int,
+        stop: int,
+    ) -> web.Response:
+        groups = [quote_ident(key) for key in keys]
+        if every is not None:
+            groups.insert(0, f"time({every}ns)")
+        query = (
+            f"SELECT {function}({quote_ident(field)}) "
+            f"FROM {', '.join(quote_ident(m) for m in measurements)} WHERE {where}"
+        )
+        if groups:
+            query += f" GROUP BY {', '.join(groups)}"
+        if every is not None:
+            query += " fill(none)"
+        out = io.StringIO()
+        table = 0
+        for one in await self._influxql(query, bucket):
+            measurement = one["name"]
+            kind = {"count": "integer", "mean": "float"}.get(function)
+            kind = kind or (await self._field_types(bucket, measurement)).get(field, "float")
+            tags = one.get("tags") or {}
+            # Flux's count() and mean() drop _time; windows and selectors keep one.
+            timed = every is not None or function in ("first", "last")
+            columns = [("_time", "dateTime:RFC3339", False)] if timed else []
+            columns += [("_value", _FLUX_TYPES[kind], False), ("_measurement", "string", True)]
+            columns += [(key, "string", True) for key in keys]
+            rows = []
+            for time_ns, value in one.get("values", []):
+                if value is None:
+                    continue
+                row = [_ns_to_rfc3339(time_ns)] if timed else []
+                row += [_csv_value(kind, value), measurement, *(tags.get(key, "") for key in keys)]
+                rows.append(row)
+            if rows:
+                out.write(self._table(columns, rows, table, start, stop))
+                out.write("\r\n")
+                table += 1
+        return web.Response(body=out.getvalue().encode(), content_type="text/csv")
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        if not self._org_ok(request):
+            return _error(404, "not found", "organization not found")
+        bucket = request.query.get("bucket", "")
+        if bucket not in await self._databases():
+            return _error(404, "not found", f'bucket "{bucket}" not found')
+        body = await request.json()
+        predicate = body.get("predicate", "")
+        terms = []
+        position = 0
+        while position < len(predicate):
+            match = _DELETE_TERM.match(predicate, position)
+            if not match:
+                return _error(400, "invalid", f"emulator: unsupported predicate {predicate!r}")
+            terms.append((match.group(1), _unflux(match.group(2))))
+            position = match.end()
+        tags = dict(terms)
+        measurement = tags.pop("_measurement", None)
+        if measurement is None or not tags:
+            return _error(400, "invalid", "emulator: needs _measurement and a tag")
+        conditions = [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items()]
+        conditions += [
+            f"time >= {_rfc3339_to_ns(body['start'])}",
+            f"time <= {_rfc3339_to_ns(body['stop'])}",
+        ]
+        await self._influxql(
+            f"DELETE FROM {quote_ident(measurement)} WHERE {' AND '.join(conditions)}", bucket
+        )
+        return web.Response(status=204)
 
     def _csv(self, columns, rows, *, start: int, stop: int) -> web.Response:  # type: ignore[no-untyped-def]
         return web.Response(
@@ -241,6 +405,39 @@ class InfluxV2Emulator:
                 ["", "_result", table, _ns_to_rfc3339(start), _ns_to_rfc3339(stop), *row]
             )
         return out.getvalue()
+
+
+class _Unsupported(Exception):
+    """A Flux query outside the shapes the emulator translates."""
+
+
+def _tag_conditions(text: str) -> list[str]:
+    """InfluxQL conditions for `(r["k"] == "v" or r["k"] == "w") and (…)`."""
+    conditions = []
+    position = 0
+    while position < len(text):
+        group = _TAG_GROUP.match(text, position)
+        if not group:
+            raise _Unsupported(f"tag filter {text!r}")
+        tests = _TAG_TEST.findall(group.group(1))
+        if " or ".join(f'r["{k}"] == "{v}"' for k, v in tests) != group.group(1):
+            raise _Unsupported(f"tag filter {text!r}")
+        either = " OR ".join(
+            f"{quote_ident(_unflux(k))} = {quote_literal(_unflux(v))}" for k, v in tests
+        )
+        conditions.append(f"({either})")
+        position = group.end()
+    return conditions
+
+
+def _csv_value(kind: str, value: object) -> str:
+    if value is None:
+        return ""
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "float":
+        return repr(float(value))  # type: ignore[arg-type]
+    return str(value)
 
 
 def _basic_auth():  # type: ignore[no-untyped-def]

@@ -7,6 +7,8 @@ import aiohttp
 import pytest
 
 from custom_components.ha_ingestor.influx import (
+    Aggregate,
+    AggregateRow,
     ApiVersion,
     CannotConnect,
     DatabaseNotFound,
@@ -179,6 +181,176 @@ async def test_create_and_drop_database(client: InfluxClient) -> None:
     await client.drop_database(name)
     await client.drop_database(name)
     assert not await client.database_exists(name)
+
+
+DAY = 86_400 * 10**9
+HOUR = 3_600 * 10**9
+# A day boundary, so per-day windows start here.
+T0 = 19_700 * DAY
+
+SAMPLE = "\n".join(
+    [
+        f"°C,domain=sensor,entity_id=kitchen value=20.5,friendly_name_str=\"K\" {T0 + 1}",
+        f"°C,domain=sensor,entity_id=kitchen value=21.5 {T0 + HOUR + 2}",
+        f"°C,domain=sensor,entity_id=kitchen value=23.0 {T0 + DAY + 3}",
+        f"°C,domain=sensor,entity_id=hall value=18.0 {T0 + 4}",
+        f'°C,domain=climate,entity_id=hall state="heat",value=1.0 {T0 + 5}',
+        f"%,domain=sensor,entity_id=hall value=40.0 {T0 + DAY + 6}",
+        f"°C,entity_id=sensor.kitchen value=20.5 {T0 + 7}",
+    ]
+).encode()
+
+
+def by_group(rows: list[AggregateRow]) -> dict[tuple[str, tuple[tuple[str, str], ...]], list]:
+    result: dict[tuple[str, tuple[tuple[str, str], ...]], list] = {}
+    for row in rows:
+        key = (row.measurement, tuple(sorted(row.tags.items())))
+        result.setdefault(key, []).append((row.time_ns, row.value))
+    return result
+
+
+async def test_read_series_streams_raw_rows_series_by_series(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    blocks = [b async for b in client.read_series("°C", T0, T0 + 2 * DAY)]
+    blocks.sort(key=lambda b: (b.tags.get("domain", "~"), b.tags["entity_id"]))
+    assert [dict(b.tags) for b in blocks] == [
+        {"domain": "climate", "entity_id": "hall"},
+        {"domain": "sensor", "entity_id": "hall"},
+        {"domain": "sensor", "entity_id": "kitchen"},
+        {"entity_id": "sensor.kitchen"},
+    ]
+    kitchen = blocks[2]
+    assert [row[0] for row in kitchen.rows] == [T0 + 1, T0 + HOUR + 2, T0 + DAY + 3]
+    assert [p.fields for p in kitchen.points()] == [
+        {"value": 20.5, "friendly_name_str": "K"},
+        {"value": 21.5},
+        {"value": 23.0},
+    ]
+    assert all(isinstance(p.fields["value"], float) for p in blocks[0].points())
+
+
+async def test_reads_can_keep_only_series_with_given_tags(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    read = [
+        (p.tags["domain"], p.tags["entity_id"], p.time_ns)
+        async for p in client.read_points(
+            "°C",
+            T0,
+            T0 + 2 * DAY,
+            where={"entity_id": ["hall", "kitchen"], "domain": ["sensor"]},
+        )
+    ]
+    assert sorted(read) == [
+        ("sensor", "hall", T0 + 4),
+        ("sensor", "kitchen", T0 + 1),
+        ("sensor", "kitchen", T0 + HOUR + 2),
+        ("sensor", "kitchen", T0 + DAY + 3),
+    ]
+
+
+async def test_field_keys_and_tag_values_describe_a_measurement(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    assert sorted(await client.field_keys("°C")) == ["friendly_name_str", "state", "value"]
+    assert sorted(await client.tag_values("domain", "°C")) == ["climate", "sensor"]
+    assert sorted(await client.tag_values("entity_id", "°C")) == [
+        "hall",
+        "kitchen",
+        "sensor.kitchen",
+    ]
+    assert await client.tag_values("domain", "missing") == []
+
+
+async def test_aggregate_counts_per_tag_group(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    rows = await client.aggregate(
+        "°C",
+        "value",
+        Aggregate.COUNT,
+        start_ns=T0,
+        end_ns=T0 + 2 * DAY,
+        group_by=("domain", "entity_id"),
+    )
+    assert by_group(rows) == {
+        ("°C", (("domain", "climate"), ("entity_id", "hall"))): [(T0, 1)],
+        ("°C", (("domain", "sensor"), ("entity_id", "hall"))): [(T0, 1)],
+        ("°C", (("domain", "sensor"), ("entity_id", "kitchen"))): [(T0, 3)],
+        ("°C", (("entity_id", "sensor.kitchen"),)): [(T0, 1)],
+    }
+
+
+async def test_aggregate_counts_per_day_leave_out_empty_days(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    rows = await client.aggregate(
+        ["°C", "%"],
+        "value",
+        Aggregate.COUNT,
+        start_ns=T0 - 5 * DAY,
+        end_ns=T0 + 5 * DAY,
+        group_by=("entity_id",),
+        every_ns=DAY,
+        where={"domain": ["sensor"]},
+    )
+    assert by_group(rows) == {
+        ("%", (("entity_id", "hall"),)): [(T0 + DAY, 1)],
+        ("°C", (("entity_id", "hall"),)): [(T0, 1)],
+        ("°C", (("entity_id", "kitchen"),)): [(T0, 1 + 1), (T0 + DAY, 1)],
+    }
+
+
+async def test_aggregate_mean_per_hour(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    rows = await client.aggregate(
+        "°C",
+        "value",
+        Aggregate.MEAN,
+        start_ns=T0,
+        end_ns=T0 + DAY,
+        every_ns=HOUR,
+        where={"entity_id": ["kitchen", "hall"], "domain": ["sensor"]},
+    )
+    assert [(r.time_ns, r.value) for r in rows] == [(T0, 19.25), (T0 + HOUR, 21.5)]
+
+
+async def test_aggregate_first_and_last_give_the_point_times(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    first = await client.aggregate(
+        "°C", "value", Aggregate.FIRST, start_ns=0, end_ns=T0 + 10 * DAY
+    )
+    last = await client.aggregate(
+        "°C", "value", Aggregate.LAST, start_ns=0, end_ns=T0 + 10 * DAY, group_by=("domain",)
+    )
+    assert [(r.time_ns, r.value) for r in first] == [(T0 + 1, 20.5)]
+    assert by_group(last) == {
+        ("°C", (("domain", "climate"),)): [(T0 + 5, 1.0)],
+        ("°C", (("domain", "sensor"),)): [(T0 + DAY + 3, 23.0)],
+        ("°C", ()): [(T0 + 7, 20.5)],
+    }
+    strings = await client.aggregate(
+        "°C", "state", Aggregate.LAST, start_ns=0, end_ns=T0 + 10 * DAY
+    )
+    assert [(r.time_ns, r.value) for r in strings] == [(T0 + 5, "heat")]
+    assert await client.aggregate("°C", "nope", Aggregate.COUNT, start_ns=0, end_ns=T0) == []
+
+
+async def test_delete_series_removes_only_the_matching_series(client: InfluxClient) -> None:
+    await client.write(SAMPLE)
+    await client.delete_series("°C", {"entity_id": "sensor.kitchen"})
+    await client.delete_series("°C", {"domain": "sensor", "entity_id": "hall"})
+    left = sorted(
+        [
+            (p.tags.get("domain", ""), p.tags["entity_id"], p.time_ns)
+            async for p in client.read_points("°C", 0, T0 + 10 * DAY)
+        ]
+    )
+    assert left == [
+        ("climate", "hall", T0 + 5),
+        ("sensor", "kitchen", T0 + 1),
+        ("sensor", "kitchen", T0 + HOUR + 2),
+        ("sensor", "kitchen", T0 + DAY + 3),
+    ]
+    assert [p async for p in client.read_points("%", 0, T0 + 10 * DAY)]
+    with pytest.raises(ValueError):
+        await client.delete_series("°C", {})
 
 
 def test_influxql_quoting_cannot_end_a_statement() -> None:

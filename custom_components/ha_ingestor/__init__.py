@@ -2,16 +2,26 @@
 
 from dataclasses import dataclass
 import logging
+from pathlib import Path
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
+from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.typing import ConfigType
 
 from .connection import async_create_influx_client
 from .const import DOMAIN
 from .influx import CannotConnect, DatabaseNotFound, InfluxClient, InvalidAuth
+from .ingest import Ingestion
+from .migration import MigrationController
 
 _LOGGER = logging.getLogger(__name__)
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 @dataclass(kw_only=True)
@@ -19,13 +29,25 @@ class IngestorData:
     """Everything one config entry runs, kept in ``entry.runtime_data``."""
 
     client: InfluxClient
+    ingestion: Ingestion
+    migration: MigrationController
+    storage_dir: Path
+    signal: str
 
 
 type IngestorConfigEntry = ConfigEntry[IngestorData]
 
 
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the services once; they act on a config entry chosen in the call."""
+    from .services import async_setup_services  # noqa: PLC0415 - avoids an import cycle
+
+    async_setup_services(hass)
+    return True
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> bool:
-    """Connect to InfluxDB and start the entry's work."""
+    """Check the server, then start recording and resume any unfinished migration."""
     client = async_create_influx_client(hass, entry.data)
     placeholders = {"url": client.settings.url, "database": client.database}
     try:
@@ -44,15 +66,77 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
             translation_placeholders=placeholders,
         ) from err
     except CannotConnect as err:
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders=placeholders | {"error": str(err)},
-        ) from err
-    entry.runtime_data = IngestorData(client=client)
+        # Recording must not stop because the server is down: the writers spool to disk and
+        # replay when it is back, so set up anyway (the connectivity sensor shows it).
+        _LOGGER.warning(
+            "InfluxDB at %s is not reachable (%s); recording to the spool until it is back",
+            client.settings.url,
+            err,
+        )
+
+    storage_dir = Path(hass.config.path(DOMAIN, entry.entry_id))
+    await hass.async_add_executor_job(lambda: storage_dir.mkdir(parents=True, exist_ok=True))
+    signal = f"{DOMAIN}_{entry.entry_id}_update"
+    ingestion = Ingestion(hass, client, entry.options, storage_dir, signal)
+    migration = MigrationController(hass, entry, client, ingestion, storage_dir, signal)
+    entry.runtime_data = IngestorData(
+        client=client,
+        ingestion=ingestion,
+        migration=migration,
+        storage_dir=storage_dir,
+        signal=signal,
+    )
+    await migration.async_load()
+    await ingestion.async_start()
+    await migration.async_apply_layouts()
+
+    async def _async_flush_on_stop(_event: Event) -> None:
+        await migration.async_shutdown()
+        await ingestion.async_stop()
+
+    entry.async_on_unload(
+        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_flush_on_stop)
+    )
+    @callback
+    def _async_updated() -> None:
+        _async_check_health(hass, entry)
+
+    entry.async_on_unload(async_dispatcher_connect(hass, signal, _async_updated))
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    migration.async_resume_after_restart()
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> bool:
-    """Stop the entry's work."""
-    return True
+    """Stop the migration task and flush the writers; pending points go to the spool."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.migration.async_shutdown()
+        await entry.runtime_data.ingestion.async_stop()
+    return unloaded
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+@callback
+def _async_check_health(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
+    """Turn writer problems into a reauth flow or a repair issue, and clear them when fixed."""
+    problems = entry.runtime_data.ingestion.stats.problems
+    if "invalid_auth" in problems:
+        entry.async_start_reauth(hass)
+    issue_id = f"database_missing_{entry.entry_id}"
+    if "database_not_found" in problems:
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="database_missing",
+            translation_placeholders={"database": entry.runtime_data.client.database},
+        )
+    else:
+        ir.async_delete_issue(hass, DOMAIN, issue_id)

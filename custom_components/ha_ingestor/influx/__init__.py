@@ -1,13 +1,14 @@
 """The one way the integration talks to InfluxDB; 1.x and 2.x sit behind the same interface."""
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import aiohttp
 
-from ..line_protocol import Point
+from ..line_protocol import FieldValue, Point
 from .errors import (
     CannotConnect,
     DatabaseNotFound,
@@ -18,6 +19,8 @@ from .errors import (
 )
 
 __all__ = [
+    "Aggregate",
+    "AggregateRow",
     "ApiVersion",
     "CannotConnect",
     "DatabaseNotFound",
@@ -26,9 +29,14 @@ __all__ = [
     "InvalidAuth",
     "PointsRejected",
     "QueryFailed",
+    "SeriesBlock",
     "ServerSettings",
+    "TagFilter",
     "create_client",
 ]
+
+# Tag key → the values it may have (any of them); several keys must all match.
+type TagFilter = Mapping[str, Collection[str]]
 
 
 class ApiVersion(StrEnum):
@@ -36,6 +44,67 @@ class ApiVersion(StrEnum):
 
     V1 = "1"
     V2 = "2"
+
+
+class Aggregate(StrEnum):
+    """Aggregate functions that mean the same on InfluxQL and Flux."""
+
+    COUNT = "count"
+    MEAN = "mean"
+    FIRST = "first"
+    LAST = "last"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRow:
+    """One result of :meth:`InfluxClient.aggregate`.
+
+    ``time_ns`` is the window start with ``every_ns``; otherwise the time of the selected point
+    for ``first``/``last`` and the start of the queried range for ``count``/``mean``.
+    """
+
+    measurement: str
+    tags: Mapping[str, str]
+    time_ns: int
+    value: FieldValue
+
+
+def _keep(value: Any) -> FieldValue:
+    return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesBlock:
+    """Consecutive points of one series as the server streams them, before they become Points.
+
+    Every point of a block shares ``measurement`` and ``tags``. Each row is
+    ``[time_ns, value_1, …]`` with one value per name in ``fields`` (``None`` where the point
+    lacks the field), as the server sent it; ``converters`` give each value its stored type.
+    Readers that only need some rows, or that can reuse work for repeated values, look at the
+    raw rows and build :class:`Point` objects only where needed.
+    """
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+    converters: tuple[Callable[[Any], FieldValue], ...] | None = None
+
+    def point(self, row: Sequence[Any]) -> Point | None:
+        """The point of one row, or ``None`` when it holds no field value."""
+        converters = self.converters or (_keep,) * len(self.fields)
+        fields = {
+            name: convert(value)
+            for name, convert, value in zip(self.fields, converters, row[1:], strict=True)
+            if value is not None
+        }
+        return Point(self.measurement, self.tags, fields, int(row[0])) if fields else None
+
+    def points(self) -> Iterator[Point]:
+        """Every point of the block, in the server's order."""
+        for row in self.rows:
+            if (point := self.point(row)) is not None:
+                yield point
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,17 +169,77 @@ class InfluxClient(ABC):
     async def measurements(self, database: str | None = None) -> list[str]:
         """Names of all measurements in a database."""
 
-    @abstractmethod
-    def read_points(
+    async def read_points(
         self,
         measurement: str,
         start_ns: int,
         end_ns: int,
         database: str | None = None,
+        *,
+        where: TagFilter | None = None,
     ) -> AsyncIterator[Point]:
         """Stream every point of a measurement with start_ns <= time < end_ns.
 
-        Streams in chunks, so memory stays flat however large the window is.
+        Streams in chunks, so memory stays flat however large the window is. ``where``
+        keeps only the series whose tags match.
+        """
+        async for block in self.read_series(measurement, start_ns, end_ns, database, where=where):
+            for point in block.points():
+                yield point
+
+    @abstractmethod
+    def read_series(
+        self,
+        measurement: str,
+        start_ns: int,
+        end_ns: int,
+        database: str | None = None,
+        *,
+        where: TagFilter | None = None,
+    ) -> AsyncIterator[SeriesBlock]:
+        """Stream the points of :meth:`read_points` as blocks of raw rows, series by series.
+
+        The lean path for bulk copies: no per-point objects unless the caller builds them.
+        Blocks are at most one server chunk long; one series may span several blocks.
+        """
+
+    @abstractmethod
+    async def field_keys(self, measurement: str, database: str | None = None) -> list[str]:
+        """Names of the fields a measurement has."""
+
+    @abstractmethod
+    async def tag_values(
+        self, key: str, measurement: str, database: str | None = None
+    ) -> list[str]:
+        """The distinct values of one tag key in a measurement."""
+
+    @abstractmethod
+    async def aggregate(
+        self,
+        measurements: str | Sequence[str],
+        field: str,
+        function: Aggregate,
+        *,
+        start_ns: int,
+        end_ns: int,
+        group_by: Sequence[str] = (),
+        every_ns: int | None = None,
+        where: TagFilter | None = None,
+        database: str | None = None,
+    ) -> list[AggregateRow]:
+        """Aggregate one field over start_ns <= time < end_ns, per measurement and tag group.
+
+        ``every_ns`` also groups by time windows aligned to the epoch; empty windows are left
+        out. Groups where the field never occurs are left out.
+        """
+
+    @abstractmethod
+    async def delete_series(
+        self, measurement: str, tags: Mapping[str, str], database: str | None = None
+    ) -> None:
+        """Delete every point of the series of a measurement whose tags equal ``tags``.
+
+        Only series carrying all of ``tags`` are touched; ``tags`` must not be empty.
         """
 
 

@@ -1,13 +1,13 @@
 """InfluxDB 1.x: InfluxQL over /query and line protocol over /write, on HA's aiohttp session."""
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 
-from ..line_protocol import FieldValue, Point
-from . import InfluxClient
+from ..line_protocol import FieldValue
+from . import Aggregate, AggregateRow, InfluxClient, SeriesBlock, TagFilter
 from ._stream import iter_lines
 from .errors import (
     CannotConnect,
@@ -118,35 +118,96 @@ class InfluxV1Client(InfluxClient):
             types.setdefault(str(key), str(field_type))
         return types
 
-    async def read_points(
+    async def read_series(
         self,
         measurement: str,
         start_ns: int,
         end_ns: int,
         database: str | None = None,
-    ) -> AsyncIterator[Point]:
+        *,
+        where: TagFilter | None = None,
+    ) -> AsyncIterator[SeriesBlock]:
         database = database or self.database
         types = await self.field_types(measurement, database)
         converters = {key: _CONVERTERS.get(kind, _identity) for key, kind in types.items()}
         query = (
             f"SELECT * FROM {quote_ident(measurement)} "
-            f"WHERE time >= {int(start_ns)} AND time < {int(end_ns)} GROUP BY *"
+            f"WHERE {_time_and_tags(start_ns, end_ns, where)} GROUP BY *"
         )
         async for series in self._stream(query, database):
-            name = str(series.get("name", measurement))
-            tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
+            rows = series.get("values")
+            if not rows:
+                continue
             columns: list[str] = series["columns"]
-            column_converters = [converters.get(c, _identity) for c in columns[1:]]
-            for row in series.get("values") or ():
-                fields = {
-                    column: convert(value)
-                    for column, convert, value in zip(
-                        columns[1:], column_converters, row[1:], strict=True
-                    )
-                    if value is not None
-                }
-                if fields:
-                    yield Point(name, tags, fields, int(row[0]))
+            yield SeriesBlock(
+                str(series.get("name", measurement)),
+                {k: v for k, v in (series.get("tags") or {}).items() if v},
+                tuple(columns[1:]),
+                rows,
+                tuple(converters.get(column, _identity) for column in columns[1:]),
+            )
+
+    async def field_keys(self, measurement: str, database: str | None = None) -> list[str]:
+        return list(await self.field_types(measurement, database))
+
+    async def tag_values(
+        self, key: str, measurement: str, database: str | None = None
+    ) -> list[str]:
+        rows = await self._rows(
+            f"SHOW TAG VALUES FROM {quote_ident(measurement)} WITH KEY = {quote_ident(key)}",
+            database or self.database,
+        )
+        return [str(row[1]) for row in rows]
+
+    async def aggregate(
+        self,
+        measurements: str | Sequence[str],
+        field: str,
+        function: Aggregate,
+        *,
+        start_ns: int,
+        end_ns: int,
+        group_by: Sequence[str] = (),
+        every_ns: int | None = None,
+        where: TagFilter | None = None,
+        database: str | None = None,
+    ) -> list[AggregateRow]:
+        names = [measurements] if isinstance(measurements, str) else list(measurements)
+        if not names:
+            return []
+        groups = [quote_ident(key) for key in group_by]
+        if every_ns is not None:
+            groups.insert(0, f"time({int(every_ns)}ns)")
+        query = (
+            f"SELECT {Aggregate(function).value}({quote_ident(field)}) "
+            f"FROM {', '.join(quote_ident(name) for name in names)} "
+            f"WHERE {_time_and_tags(start_ns, end_ns, where)}"
+        )
+        if groups:
+            query += f" GROUP BY {', '.join(groups)}"
+        if every_ns is not None:
+            query += " fill(none)"
+        result = []
+        async for series in self._stream(query, database or self.database):
+            name = str(series.get("name", ""))
+            tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
+            for time_ns, value in series.get("values") or ():
+                if value is not None:
+                    result.append(AggregateRow(name, tags, int(time_ns), value))
+        return result
+
+    async def delete_series(
+        self, measurement: str, tags: Mapping[str, str], database: str | None = None
+    ) -> None:
+        if not tags:
+            raise ValueError("delete_series needs at least one tag to match")
+        condition = " AND ".join(
+            f"{quote_ident(key)} = {quote_literal(value)}" for key, value in tags.items()
+        )
+        await self._rows(
+            f"DROP SERIES FROM {quote_ident(measurement)} WHERE {condition}",
+            database or self.database,
+        )
 
     async def query(self, query: str, database: str | None = None) -> list[Mapping[str, Any]]:
         """Run InfluxQL and return every series of the first statement."""
@@ -190,6 +251,19 @@ class InfluxV1Client(InfluxClient):
                             yield series
         except (aiohttp.ClientError, TimeoutError) as err:
             raise CannotConnect(str(err) or type(err).__name__) from err
+
+
+def _time_and_tags(start_ns: int, end_ns: int, where: TagFilter | None) -> str:
+    """A WHERE condition: the half-open time range and, per tag key, any of its values."""
+    conditions = [f"time >= {int(start_ns)}", f"time < {int(end_ns)}"]
+    for key, values in (where or {}).items():
+        if not values:
+            raise ValueError(f"tag filter on {key!r} has no values")
+        alternatives = " OR ".join(
+            f"{quote_ident(key)} = {quote_literal(value)}" for value in sorted(values)
+        )
+        conditions.append(f"({alternatives})")
+    return " AND ".join(conditions)
 
 
 def _identity(value: Any) -> FieldValue:

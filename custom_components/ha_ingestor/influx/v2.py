@@ -5,21 +5,32 @@ needs influxdb-client >= 1.30 while HA core's own influxdb integration pins 1.24
 would reinstall whichever version the integration loaded last.
 """
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 import csv
 from datetime import UTC, datetime
+import re
 from typing import Any
 
 import aiohttp
 import orjson
 
-from ..line_protocol import FieldValue, Point
-from . import InfluxClient
+from ..line_protocol import FieldValue
+from . import Aggregate, AggregateRow, InfluxClient, SeriesBlock, TagFilter
 from ._stream import iter_lines
 from .errors import CannotConnect, DatabaseNotFound, InvalidAuth, PointsRejected, QueryFailed
 
 # Columns Flux adds to every row; everything else after a pivot is a tag or a field.
 _FLUX_META = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
+
+# The schema functions look back only 30 days unless told otherwise; history is older.
+_SCHEMA_START = "1970-01-01T00:00:00Z"
+# The whole time range InfluxDB can store, for deletes that must not miss anything.
+_DELETE_START = "1677-09-21T00:12:43.145224194Z"
+_DELETE_STOP = "2262-04-11T23:47:16.854775806Z"
+# A tag key the delete predicate syntax can carry unquoted.
+_PREDICATE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Rows per block handed out by read_series, so one long series never sits in memory at once.
+_BLOCK_ROWS = 10_000
 
 _CONVERTERS: dict[str, Callable[[str], FieldValue]] = {
     "double": float,
@@ -161,36 +172,143 @@ class InfluxV2Client(InfluxClient):
     async def measurements(self, database: str | None = None) -> list[str]:
         flux = (
             'import "influxdata/influxdb/schema"\n'
-            f"schema.measurements(bucket: {flux_string(database or self.database)})"
+            f"schema.measurements(bucket: {flux_string(database or self.database)}, "
+            f"start: {_SCHEMA_START})"
         )
         return [str(row["_value"]) async for row in self._flux_rows(flux)]
 
-    async def read_points(
+    async def field_keys(self, measurement: str, database: str | None = None) -> list[str]:
+        flux = (
+            'import "influxdata/influxdb/schema"\n'
+            f"schema.measurementFieldKeys(bucket: {flux_string(database or self.database)}, "
+            f"measurement: {flux_string(measurement)}, start: {_SCHEMA_START})"
+        )
+        return [str(row["_value"]) async for row in self._flux_rows(flux)]
+
+    async def tag_values(
+        self, key: str, measurement: str, database: str | None = None
+    ) -> list[str]:
+        flux = (
+            'import "influxdata/influxdb/schema"\n'
+            f"schema.tagValues(bucket: {flux_string(database or self.database)}, "
+            f"tag: {flux_string(key)}, "
+            f"predicate: (r) => r._measurement == {flux_string(measurement)}, "
+            f"start: {_SCHEMA_START})"
+        )
+        return [str(row["_value"]) async for row in self._flux_rows(flux)]
+
+    async def aggregate(
+        self,
+        measurements: str | Sequence[str],
+        field: str,
+        function: Aggregate,
+        *,
+        start_ns: int,
+        end_ns: int,
+        group_by: Sequence[str] = (),
+        every_ns: int | None = None,
+        where: TagFilter | None = None,
+        database: str | None = None,
+    ) -> list[AggregateRow]:
+        names = [measurements] if isinstance(measurements, str) else list(measurements)
+        if not names:
+            return []
+        function = Aggregate(function)
+        # Like InfluxQL, results stay apart per measurement.
+        columns = ", ".join(flux_string(key) for key in ("_measurement", *group_by))
+        lines = [
+            *_select(database or self.database, start_ns, end_ns, names, where),
+            f"  |> filter(fn: (r) => r._field == {flux_string(field)})",
+        ]
+        if every_ns is not None:
+            lines += [
+                f"  |> group(columns: [{columns}])",
+                f"  |> aggregateWindow(every: {int(every_ns)}ns, fn: {function.value}, "
+                'createEmpty: false, timeSrc: "_start")',
+            ]
+        elif function in (Aggregate.FIRST, Aggregate.LAST):
+            # first()/last() of each series, then the earliest/latest of those per group:
+            # rows of a regrouped table are not in time order.
+            pick = "min" if function is Aggregate.FIRST else "max"
+            lines += [
+                f"  |> {function.value}()",
+                f"  |> group(columns: [{columns}])",
+                f'  |> {pick}(column: "_time")',
+            ]
+        else:
+            lines += [f"  |> group(columns: [{columns}])", f"  |> {function.value}()"]
+        result = []
+        async for row in self._flux_rows("\n".join(lines), typed=True):
+            value = row.get("_value")
+            if value is None:
+                continue
+            time_ns = row["_time"] if "_time" in row else parse_rfc3339_ns(row["_start"])
+            tags = {key: str(row[key]) for key in group_by if row.get(key)}
+            result.append(AggregateRow(str(row["_measurement"]), tags, int(time_ns), value))
+        return result
+
+    async def delete_series(
+        self, measurement: str, tags: Mapping[str, str], database: str | None = None
+    ) -> None:
+        if not tags:
+            raise ValueError("delete_series needs at least one tag to match")
+        terms = [f"_measurement={_predicate_string(measurement)}"]
+        for key, value in tags.items():
+            if not _PREDICATE_KEY.match(key):
+                raise ValueError(f"tag key {key!r} cannot be used in a delete predicate")
+            terms.append(f"{key}={_predicate_string(value)}")
+        status, body = await self._request(
+            "POST",
+            "/api/v2/delete",
+            params={"org": self.settings.organization or "", "bucket": database or self.database},
+            json={"start": _DELETE_START, "stop": _DELETE_STOP, "predicate": " AND ".join(terms)},
+        )
+        if status == 400:
+            raise QueryFailed(_error_text(body))
+        _raise_for_status(status, body)
+
+    async def read_series(
         self,
         measurement: str,
         start_ns: int,
         end_ns: int,
         database: str | None = None,
-    ) -> AsyncIterator[Point]:
-        flux = (
-            f"from(bucket: {flux_string(database or self.database)})\n"
-            f"  |> range(start: {rfc3339(start_ns)}, stop: {rfc3339(end_ns)})\n"
-            f"  |> filter(fn: (r) => r._measurement == {flux_string(measurement)})\n"
-            '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+        *,
+        where: TagFilter | None = None,
+    ) -> AsyncIterator[SeriesBlock]:
+        flux = "\n".join(
+            [
+                *_select(database or self.database, start_ns, end_ns, [measurement], where),
+                '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+            ]
         )
+        # After the pivot every table is one series: tags are its group columns.
+        table: str | None = None
+        name = measurement
+        tags: dict[str, str] = {}
+        fields: tuple[str, ...] = ()
+        rows: list[list[Any]] = []
         async for row in self._flux_rows(flux, typed=True):
-            tags: dict[str, str] = {}
-            fields: dict[str, FieldValue] = {}
-            for key, value in row.items():
-                if key in _FLUX_META or value is None:
-                    continue
-                if isinstance(value, _Tag):
-                    if value:
-                        tags[key] = str(value)
-                else:
-                    fields[key] = value
-            if fields:
-                yield Point(str(row["_measurement"]), tags, fields, int(row["_time"]))
+            if row.get("table") != table or len(rows) >= _BLOCK_ROWS:
+                if rows:
+                    yield SeriesBlock(name, tags, fields, rows)
+                rows = []
+                if row.get("table") != table:
+                    table = row.get("table")
+                    name = str(row["_measurement"])
+                    tags = {
+                        key: str(value)
+                        for key, value in row.items()
+                        if isinstance(value, _Tag) and key not in _FLUX_META and value
+                    }
+                    fields = tuple(
+                        key
+                        for key, value in row.items()
+                        if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
+                    )
+            rows.append([row["_time"], *(row.get(key) for key in fields)])
+        if rows:
+            yield SeriesBlock(name, tags, fields, rows)
 
     async def _flux_rows(self, flux: str, *, typed: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Stream the rows of an annotated-CSV Flux answer."""
@@ -223,6 +341,35 @@ class InfluxV2Client(InfluxClient):
                         yield row
         except (aiohttp.ClientError, TimeoutError) as err:
             raise CannotConnect(str(err) or type(err).__name__) from err
+
+
+def _select(
+    bucket: str, start_ns: int, end_ns: int, measurements: Sequence[str], where: TagFilter | None
+) -> list[str]:
+    """The Flux lines choosing a time range, measurements and series by tag."""
+    alternatives = " or ".join(f"r._measurement == {flux_string(name)}" for name in measurements)
+    lines = [
+        f"from(bucket: {flux_string(bucket)})",
+        f"  |> range(start: {rfc3339(start_ns)}, stop: {rfc3339(end_ns)})",
+        f"  |> filter(fn: (r) => {alternatives})",
+    ]
+    if where:
+        conditions = []
+        for key, values in where.items():
+            if not values:
+                raise ValueError(f"tag filter on {key!r} has no values")
+            either = " or ".join(
+                f"r[{flux_string(key)}] == {flux_string(value)}" for value in sorted(values)
+            )
+            conditions.append(f"({either})")
+        lines.append(f"  |> filter(fn: (r) => {' and '.join(conditions)})")
+    return lines
+
+
+def _predicate_string(value: str) -> str:
+    """Quote a value for the delete API's predicate syntax."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 class _Tag(str):

@@ -1,0 +1,42 @@
+"""The base entity: one device per config entry, pushed updates through the dispatcher."""
+
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity, EntityDescription
+
+from . import IngestorConfigEntry
+from .const import DOMAIN
+
+
+class IngestorEntity(Entity):
+    """Shows a figure of the entry's ingestion or migration; updated by push, never polled."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(self, entry: IngestorConfigEntry, description: EntityDescription) -> None:
+        self.entity_description = description
+        self._entry = entry
+        self._attr_unique_id = f"{entry.entry_id}_{description.key}"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, entry.entry_id)},
+            name=entry.title,
+            manufacturer="InfluxData",
+            model=f"InfluxDB {entry.runtime_data.client.settings.api_version.value}.x",
+            entry_type=DeviceEntryType.SERVICE,
+            configuration_url=entry.runtime_data.client.settings.url,
+        )
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the entry's update signal."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            async_dispatcher_connect(
+                self.hass, self._entry.runtime_data.signal, self._async_data_updated
+            )
+        )
+
+    @callback
+    def _async_data_updated(self) -> None:
+        self.async_write_ha_state()

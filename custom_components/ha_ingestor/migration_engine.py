@@ -1,0 +1,1095 @@
+"""The migration's work on InfluxDB: discover, backfill, validate, roll back, clean up.
+
+No Home Assistant in here: the glue (``migration.py``) drives these with HA's ``Store``, bus
+and entities; the rules (phases, thresholds, arithmetic) are in ``migration_model``.
+"""
+
+import asyncio
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+import hashlib
+import logging
+from pathlib import Path
+import re
+import statistics
+import time
+from typing import Final
+
+from .influx import (
+    Aggregate,
+    CannotConnect,
+    InfluxClient,
+    PointsRejected,
+    SeriesBlock,
+)
+from .line_protocol import Point, encode
+from .migration_model import (
+    BackfillCheckpoint,
+    EntityMismatch,
+    MigrationConfig,
+    MigrationState,
+    QueryTiming,
+    SourceSeries,
+    SourceSummary,
+    ThroughputWindow,
+    ValidationResult,
+    backfill_rate_limit,
+    datetime_to_ns,
+    decide_on_error_rate,
+)
+from .retry import RetryPolicy, call_with_retry
+from .spool import DeadLetterFile
+
+_LOGGER = logging.getLogger(__name__)
+
+type Transform = Callable[[Point], Point | None]
+type SaveState = Callable[[MigrationState], Awaitable[None]]
+type ProgressListener = Callable[[MigrationState], None]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR_NS: Final = 3_600 * 10**9
+DAY_NS: Final = 24 * HOUR_NS
+# The range InfluxDB can store: a query over it misses nothing.
+_ALL_TIME: Final = (-(2**63) + 2, 2**63 - 2)
+
+# Every legacy point has a numeric "value" or a textual "state" field (or both); counting
+# these two is how both layouts are counted without reading every attribute column.
+STATE_FIELDS: Final = ("value", "state")
+
+DEFAULT_WINDOW_NS: Final = DAY_NS
+_MIN_WINDOW_NS: Final = 60 * 10**9
+# A window grows or shrinks at most this much from one to the next.
+_WINDOW_STEP: Final = 4
+# Repeated legacy records remembered per series (see Backfill).
+_MEMO_LIMIT: Final = 20_000
+PROGRESS_INTERVAL: Final = 0.5
+
+# InfluxDB 1.x counts the points a partial write refused ("... dropped=12").
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def legacy_entity_id(tags: Mapping[str, str]) -> str | None:
+    """The full entity id of a legacy-layout series, or None for any other series.
+
+    The legacy layout tags the domain and the object id; an ``entity_id`` tag holding a dot
+    is a full id, which only the optimized layout writes.
+    """
+    domain = tags.get("domain")
+    object_id = tags.get("entity_id")
+    if not domain or not object_id or "." in object_id:
+        return None
+    return f"{domain}.{object_id}"
+
+
+def is_optimized_series(measurement: str, entity_id: str) -> bool:
+    """Whether a series is the optimized layout's: measurement = domain, entity_id a full id."""
+    domain, dot, _ = entity_id.partition(".")
+    return bool(dot) and domain == measurement
+
+
+def _range_ns(config: MigrationConfig) -> tuple[int, int]:
+    start = _ALL_TIME[0] if config.start is None else datetime_to_ns(config.start)
+    end = _ALL_TIME[1] if config.end is None else datetime_to_ns(config.end)
+    return start, end
+
+
+# Discovery ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveredSource(SourceSummary):
+    """What discovery found, with the details the backfill and validation reuse.
+
+    ``point_count`` of each series is max(count of ``value``, count of ``state``): exact for
+    an entity whose points all carry a number, or all carry a text state (sensors, on/off
+    entities, text states alike), and a lower bound for one that mixes plain numbers with
+    states that are no number at all. It costs two server-side counts per measurement.
+    """
+
+    # Legacy measurement → its field keys.
+    field_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Legacy measurement → (first, last) point time in ns, over the selected entities.
+    extents: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def measurements(self) -> tuple[str, ...]:
+        """The legacy measurements holding selected entities, by name."""
+        return tuple(sorted(self.extents))
+
+    def points_in(self, measurement: str) -> int:
+        """Estimated points of one measurement."""
+        return sum(s.point_count for s in self.series if s.measurement == measurement)
+
+
+async def discover(
+    client: InfluxClient, database: str | None = None, config: MigrationConfig | None = None
+) -> DiscoveredSource:
+    """Find the legacy-layout history: measurements, entities, field keys, time range, counts.
+
+    Only entities the config selects and points inside its time range count. Series of the
+    optimized layout in the same database are not legacy data and are left out.
+    """
+    config = config or MigrationConfig()
+    database = database or client.database
+    start_ns, end_ns = _range_ns(config)
+    series: list[SourceSeries] = []
+    field_keys: dict[str, tuple[str, ...]] = {}
+    extents: dict[str, tuple[int, int]] = {}
+    for measurement in await client.measurements(database):
+        if not await client.tag_values("domain", measurement, database):
+            continue  # no legacy series at all
+        keys = tuple(await client.field_keys(measurement, database))
+        counts: dict[str, int] = {}
+        first: int | None = None
+        last: int | None = None
+        for name in STATE_FIELDS:
+            if name not in keys:
+                continue
+            for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
+                rows = await client.aggregate(
+                    measurement,
+                    name,
+                    function,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                    group_by=("domain", "entity_id"),
+                    database=database,
+                )
+                for row in rows:
+                    entity_id = legacy_entity_id(row.tags)
+                    if entity_id is None or not config.selects(entity_id):
+                        continue
+                    if function is Aggregate.COUNT:
+                        counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
+                    elif function is Aggregate.FIRST:
+                        first = row.time_ns if first is None else min(first, row.time_ns)
+                    else:
+                        last = row.time_ns if last is None else max(last, row.time_ns)
+        if not counts or first is None or last is None:
+            continue
+        field_keys[measurement] = keys
+        extents[measurement] = (first, last)
+        series.extend(
+            SourceSeries(measurement=measurement, entity_id=entity_id, point_count=count)
+            for entity_id, count in sorted(counts.items())
+        )
+    first_ns = min((first for first, _ in extents.values()), default=None)
+    last_ns = max((last for _, last in extents.values()), default=None)
+    return DiscoveredSource(
+        series=tuple(series),
+        first_time=None if first_ns is None else _to_datetime(first_ns),
+        last_time=None if last_ns is None else _to_datetime(last_ns),
+        field_keys=field_keys,
+        extents=extents,
+    )
+
+
+def _to_datetime(time_ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=time_ns // 1000)
+
+
+# Backfill -------------------------------------------------------------------------------------
+
+
+class BackfillOutcome(StrEnum):
+    """How a backfill run ended."""
+
+    # Every window up to the cutover is in the target.
+    COMPLETE = "complete"
+    # stop() was called; the run resumes from the saved checkpoints.
+    STOPPED = "stopped"
+    # The error rate went above max_error_rate / rollback_threshold: the glue acts on it.
+    PAUSE = "pause"
+    ROLLBACK = "rollback"
+
+
+_SEVERITY: Final = {"continue": 0, "pause": 1, "rollback": 2}
+
+
+class _Stopping(Exception):
+    """A write or wait gave up because the run is stopping."""
+
+
+@dataclass(slots=True, eq=False)
+class _Window:
+    """One time window of one measurement on its way to the target."""
+
+    measurement: str
+    end_ns: int
+    read: int = 0
+    skipped: int = 0
+    migrated: int = 0
+    failed: int = 0
+    # Batches holding some of its lines that have not landed yet.
+    pending: int = 0
+    # Read to its end (or abandoned after a failed read): no more lines will come.
+    closed: bool = False
+    # A read that failed half-way: its lines are written anyway, but a fresh read of the
+    # window is what counts.
+    abandoned: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    lines: list[str] = field(default_factory=list)
+    # (window, index of its first line): the lines of one window are contiguous.
+    segments: list[tuple[_Window, int]] = field(default_factory=list)
+
+
+class Backfill:
+    """Copies the legacy history older than the cutover into the optimized layout.
+
+    Measurement by measurement, oldest window first: the points of a window are streamed
+    from the source, transformed, encoded and written in batches of ``batch_size`` lines with
+    up to ``concurrent_batches`` writes in flight while reading goes on. A window's checkpoint
+    is recorded once all of its lines landed (and windows are recorded in the order they were
+    read), then saved through ``save``; a new Backfill given the saved state continues after
+    the last recorded window. A window that was partly written before a crash or a stop is
+    copied again, which adds nothing: a point re-written with the same series and time
+    replaces itself.
+
+    Windows adapt to the density of each measurement (aiming at a fixed number of points per
+    window) and are read with time bounds, never with LIMIT/OFFSET.
+
+    ``transform`` must be a pure function of the point that keeps its time (the optimized
+    layout's time is the legacy one). The backfill relies on that to convert each distinct
+    record of a series once: a state that repeats (a door that opens again, a temperature
+    that comes back to 21.5) costs one dictionary look-up instead of a transform and an encode.
+
+    Failures: points the server refuses are isolated by bisection, appended to the dead-letter
+    file and counted as failed; an unreachable server is retried with the shared retry policy,
+    and while its circuit is open the backfill waits in place. After every recorded window the
+    error rate is judged (:func:`decide_on_error_rate`); above a threshold the run stops with
+    PAUSE or ROLLBACK for the glue to act on.
+    """
+
+    def __init__(
+        self,
+        client: InfluxClient,
+        state: MigrationState,
+        *,
+        transform: Transform,
+        save: SaveState,
+        dead_letter_path: Path | str,
+        source_database: str | None = None,
+        target_database: str | None = None,
+        on_progress: ProgressListener | None = None,
+        source: DiscoveredSource | None = None,
+        retry: RetryPolicy | None = None,
+        window_ns: int = DEFAULT_WINDOW_NS,
+        progress_interval: float = PROGRESS_INTERVAL,
+    ) -> None:
+        """Prepare a run; ``source`` (from :func:`discover`) sizes the first windows."""
+        self.state = state
+        self._client = client
+        self._transform = transform
+        self._save = save
+        self._dead_letters = DeadLetterFile(dead_letter_path)
+        self._source_db = source_database or client.database
+        self._target_db = target_database or self._source_db
+        self._on_progress = on_progress
+        self._source = source
+        policy = retry or RetryPolicy()
+        self._backoff = policy.backoff
+        self._breaker = policy.new_breaker()
+        self._default_window = max(window_ns, _MIN_WINDOW_NS)
+        self._progress_interval = progress_interval
+
+        config = state.config
+        self._batch_size = config.batch_size
+        self._concurrency = config.concurrent_batches
+        # Enough points per window that per-window queries are noise, few enough that a
+        # resume repeats little.
+        self._window_points = min(
+            max(config.batch_size * config.concurrent_batches * 10, 20_000), 200_000
+        )
+        self._windows: dict[str, int] = {}
+        self._pending: deque[_Window] = deque()
+        self._batch = _Batch()
+        self._memo: dict[tuple[object, ...], str] = {}
+        self._memo_series: tuple[str, Mapping[str, str], tuple[str, ...]] | None = None
+        self._stop = asyncio.Event()
+        self._decision = "continue"
+        self._dirty = asyncio.Event()
+        self._finished = False
+        self._processed = 0
+        self._emitted = 0
+        self._rate: float | None = None
+        self._rate_started = 0.0
+        self._throughput = ThroughputWindow()
+        self._last_progress = 0.0
+        self._progress_timer: asyncio.TimerHandle | None = None
+        self._ran = False
+
+    @property
+    def points_per_second(self) -> float | None:
+        """Points written or dead-lettered per second over the last minute."""
+        return self._throughput.points_per_second(time.monotonic())
+
+    @property
+    def dead_letter_count(self) -> int:
+        """Records in the dead-letter file (this run's and earlier ones)."""
+        return self._dead_letters.count
+
+    def stop(self) -> None:
+        """Stop soon: writes in flight finish, recorded windows are saved, run() returns."""
+        self._stop.set()
+
+    async def run(self) -> BackfillOutcome:
+        """Copy until done, stopped or the error rate says otherwise; raises on fatal errors.
+
+        Fatal errors are the ones waiting cannot fix (InvalidAuth, DatabaseNotFound,
+        QueryFailed); the windows recorded before one are in ``state`` and were saved.
+        """
+        if self._ran:
+            raise RuntimeError("a Backfill runs once; create a new one to resume")
+        self._ran = True
+        state = self.state
+        if state.cutover_ns is None:
+            raise ValueError("the backfill needs the cutover time of the migration")
+        await self._dead_letters.open()
+        if not state.checkpoints:
+            await self._plan(state.cutover_ns)
+        self._rate = self._rate_limit()
+        self._rate_started = time.monotonic()
+        try:
+            await self._pipeline()
+        except BaseExceptionGroup as group:
+            # Report what went wrong, not the task group around it.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            if self._progress_timer is not None:
+                self._progress_timer.cancel()
+                self._progress_timer = None
+        self._report_progress()
+        if self._decision != "continue":
+            return BackfillOutcome(self._decision)
+        if all(checkpoint.done for checkpoint in state.checkpoints.values()):
+            return BackfillOutcome.COMPLETE
+        return BackfillOutcome.STOPPED
+
+    # Planning
+
+    async def _plan(self, cutover_ns: int) -> None:
+        """Give every legacy measurement a checkpoint from its first point to the cutover."""
+        config = self.state.config
+        source = self._source or await discover(self._client, self._source_db, config)
+        self._source = source
+        _, config_end = _range_ns(config)
+        end_ns = min(cutover_ns, config_end)
+        for measurement in source.measurements:
+            first, _ = source.extents[measurement]
+            # Not the last point seen by discovery: legacy points keep arriving until the
+            # cutover, and all of them are the backfill's.
+            self.state.checkpoints[measurement] = BackfillCheckpoint.starting(
+                first, max(first, end_ns)
+            )
+        await self._save(self.state)
+
+    def _rate_limit(self) -> float | None:
+        state = self.state
+        estimate = state.estimated_total_points
+        if estimate is None and self._source is not None:
+            estimate = sum(s.point_count for s in self._source.series)
+        limit = backfill_rate_limit(state.config, estimate or 0)
+        if limit is not None and limit <= 0:
+            _LOGGER.warning("No point estimate to spread the backfill over; not rate limiting")
+            return None
+        return limit
+
+    def _first_window(self, measurement: str) -> int:
+        source = self._source
+        if source is not None and measurement in source.extents:
+            first, last = source.extents[measurement]
+            points = source.points_in(measurement)
+            if points > 0 and last > first:
+                return max(_MIN_WINDOW_NS, (last - first) * self._window_points // points)
+        return self._default_window
+
+    def _adapt(self, measurement: str, span: int, points: int) -> None:
+        """Size the next window from the density of the last one."""
+        if points == 0:
+            size = span * _WINDOW_STEP
+        else:
+            size = span * self._window_points // points
+            size = min(max(size, span // _WINDOW_STEP), span * _WINDOW_STEP)
+        self._windows[measurement] = max(size, _MIN_WINDOW_NS)
+
+    # The pipeline
+
+    async def _pipeline(self) -> None:
+        queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=self._concurrency)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._save_loop())
+            writers = [group.create_task(self._write_loop(queue)) for _ in range(self._concurrency)]
+            await self._read_all(queue)
+            for _ in writers:
+                await queue.put(None)
+            await asyncio.wait(writers)
+            self._finished = True
+            self._dirty.set()
+
+    async def _read_all(self, queue: asyncio.Queue[_Batch | None]) -> None:
+        checkpoints = self.state.checkpoints
+        order = sorted(
+            (name for name, checkpoint in checkpoints.items() if not checkpoint.done),
+            key=lambda name: (checkpoints[name].completed_until_ns, name),
+        )
+        for measurement in order:
+            checkpoint = checkpoints[measurement]
+            position = checkpoint.completed_until_ns
+            self._windows.setdefault(measurement, self._first_window(measurement))
+            while position < checkpoint.end_ns:
+                if self._stopping:
+                    return
+                end = min(position + self._windows[measurement], checkpoint.end_ns)
+                window = _Window(measurement, end)
+                self._pending.append(window)
+                try:
+                    await self._read_window(queue, window, position, end)
+                except CannotConnect as err:
+                    window.abandoned = window.closed = True
+                    self._commit()
+                    _LOGGER.warning(
+                        "Reading %s failed (%s); waiting for InfluxDB, then reading it again",
+                        measurement,
+                        err,
+                    )
+                    self._breaker.record_failure()
+                    # Smaller windows, in case the server gave up on a large one.
+                    self._windows[measurement] = max((end - position) // 2, _MIN_WINDOW_NS)
+                    await self._wait_for_server()
+                    continue
+                if self._stopping:
+                    return
+                window.closed = True
+                self._commit()
+                self._adapt(measurement, end - position, window.read)
+                position = end
+        if not self._stopping:
+            await self._emit(queue)
+
+    async def _read_window(
+        self, queue: asyncio.Queue[_Batch | None], window: _Window, start: int, end: int
+    ) -> None:
+        selects = self.state.config.selects if self.state.config.entities else None
+        async for block in self._client.read_series(
+            window.measurement, start, end, self._source_db
+        ):
+            entity_id = legacy_entity_id(block.tags)
+            if entity_id is None or (selects is not None and not selects(entity_id)):
+                continue  # optimized series in a shared database, or not selected
+            await self._copy(block, window, queue)
+            if self._stopping:
+                return
+
+    async def _copy(
+        self, block: SeriesBlock, window: _Window, queue: asyncio.Queue[_Batch | None]
+    ) -> None:
+        """The hot path: one row of a series at a time into the current batch."""
+        series = (block.measurement, block.tags, block.fields)
+        if series != self._memo_series:
+            self._memo.clear()
+            self._memo_series = series
+        memo = self._memo
+        batch_size = self._batch_size
+        self._join(window)
+        lines = self._batch.lines
+        skipped = 0
+        for row in block.rows:
+            # Raw values as the server sent them: equal values convert to equal fields.
+            key = tuple(row[1:])
+            prefix = memo.get(key)
+            if prefix is None:
+                prefix = self._convert(block, row)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = prefix
+            if not prefix:
+                skipped += 1
+                continue
+            lines.append(f"{prefix} {row[0]}")
+            if len(lines) >= batch_size:
+                await self._emit(queue)
+                if self._stopping:
+                    return
+                self._join(window)
+                lines = self._batch.lines
+        window.read += len(block.rows)
+        window.skipped += skipped
+
+    def _convert(self, block: SeriesBlock, row: Sequence[object]) -> str:
+        """The optimized line of one row without its timestamp; "" when nothing is copied."""
+        point = block.point(row)
+        if point is None:
+            return ""
+        optimized = self._transform(point)
+        if optimized is None:
+            return ""
+        if optimized.time_ns != point.time_ns:
+            raise ValueError("the backfill transform must keep the time of the point")
+        line = encode(optimized)
+        if line is None:
+            return ""
+        return line[: line.rindex(" ")]
+
+    def _join(self, window: _Window) -> None:
+        """Make the current batch's next lines count for ``window``."""
+        segments = self._batch.segments
+        if not segments or segments[-1][0] is not window:
+            segments.append((window, len(self._batch.lines)))
+            window.pending += 1
+
+    async def _emit(self, queue: asyncio.Queue[_Batch | None]) -> None:
+        """Hand the current batch to the writers (waiting while they are all busy)."""
+        batch, self._batch = self._batch, _Batch()
+        if not batch.lines:
+            self._land(batch, [])
+            return
+        if self._rate is not None:
+            due = self._rate_started + self._emitted / self._rate
+            if (delay := due - time.monotonic()) > 0:
+                await self._sleep(delay)
+        self._emitted += len(batch.lines)
+        await queue.put(batch)
+
+    async def _write_loop(self, queue: asyncio.Queue[_Batch | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            if self._stopping:
+                continue  # its windows stay unrecorded and are copied again on resume
+            try:
+                failed = await self._deliver(batch.lines, 0, len(batch.lines))
+            except _Stopping:
+                continue
+            self._land(batch, failed)
+
+    async def _deliver(self, lines: list[str], low: int, high: int) -> list[int]:
+        """Write lines[low:high]; return the indexes of the lines the server refused."""
+        body = "\n".join(lines[low:high]).encode()
+        try:
+            await call_with_retry(
+                lambda: self._write(body),
+                backoff=self._backoff,
+                breaker=self._breaker,
+                sleep=self._sleep,
+            )
+        except PointsRejected as err:
+            # The valid points of a refused write are stored anyway, so halves can be
+            # re-sent until every refused line is found.
+            reason = str(err)
+            count = high - low
+            dropped = _DROPPED.search(reason)
+            if count == 1 or (dropped is not None and int(dropped.group(1)) == count):
+                for line in lines[low:high]:
+                    await self._dead_letters.append(
+                        reason=reason, line=line, database=self._target_db
+                    )
+                return list(range(low, high))
+            middle = (low + high) // 2
+            return await self._deliver(lines, low, middle) + await self._deliver(
+                lines, middle, high
+            )
+        return []
+
+    async def _write(self, body: bytes) -> None:
+        if self._stopping:
+            raise _Stopping
+        await self._client.write(body, self._target_db)
+
+    async def _wait_for_server(self) -> None:
+        """Return once the server answers again (the circuit breaker paces the probes)."""
+        try:
+            await call_with_retry(
+                self._ping, backoff=self._backoff, breaker=self._breaker, sleep=self._sleep
+            )
+        except _Stopping:
+            return
+
+    async def _ping(self) -> None:
+        if self._stopping:
+            raise _Stopping
+        await self._client.ping()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when the run is stopping."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # Accounting
+
+    def _land(self, batch: _Batch, failed: list[int]) -> None:
+        """Count a written batch towards its windows and record the windows now complete."""
+        segments = batch.segments
+        total = len(batch.lines)
+        for index, (window, first) in enumerate(segments):
+            last = segments[index + 1][1] if index + 1 < len(segments) else total
+            refused = bisect_left(failed, last) - bisect_left(failed, first)
+            window.failed += refused
+            window.migrated += last - first - refused
+            window.pending -= 1
+        self._processed += total
+        self._throughput.add(time.monotonic(), self._processed)
+        self._commit()
+
+    def _commit(self) -> None:
+        """Record the finished windows at the head of the queue, in the order they were read."""
+        state = self.state
+        pending = self._pending
+        recorded = False
+        while pending and pending[0].closed and pending[0].pending == 0:
+            window = pending.popleft()
+            if window.abandoned:
+                continue
+            state.record_window(
+                window.measurement,
+                window.end_ns,
+                read=window.read,
+                migrated=window.migrated,
+                failed=window.failed,
+                skipped=window.skipped,
+            )
+            recorded = True
+            decision = decide_on_error_rate(state.config, state)
+            if _SEVERITY[decision] > _SEVERITY[self._decision]:
+                self._decision = decision
+                _LOGGER.warning(
+                    "Backfill error rate is too high (%s of %s points failed): %s",
+                    state.records_failed,
+                    state.records_migrated + state.records_failed,
+                    decision,
+                )
+                self._stop.set()
+        if recorded:
+            self._dirty.set()
+            self._schedule_progress()
+
+    async def _save_loop(self) -> None:
+        """Save the state whenever windows were recorded, one save at a time."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await self._save(self.state)
+            if self._finished and not self._dirty.is_set():
+                return
+
+    def _schedule_progress(self) -> None:
+        if self._on_progress is None or self._progress_timer is not None:
+            return
+        wait = self._last_progress + self._progress_interval - time.monotonic()
+        if wait <= 0:
+            self._report_progress()
+        else:
+            self._progress_timer = asyncio.get_running_loop().call_later(
+                wait, self._report_progress
+            )
+
+    def _report_progress(self) -> None:
+        self._progress_timer = None
+        self._last_progress = time.monotonic()
+        if self._on_progress is not None:
+            self._on_progress(self.state)
+
+
+# Validation -----------------------------------------------------------------------------------
+
+type _Counts = dict[tuple[str, int], list[int]]
+
+
+def in_sample(entity_id: str, day_ns: int, share: float) -> bool:
+    """Whether one entity-day belongs to the record-level sample (the same on every run)."""
+    digest = hashlib.blake2b(f"{entity_id}|{day_ns}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) < share * 2**64
+
+
+class Validator:
+    """Compares what the backfill wrote with what it read.
+
+    - Counts per entity and UTC day, of the ``value`` and of the ``state`` fields, in both
+      layouts over the migrated range: legacy by measurement + ``domain`` + ``entity_id``
+      (object id), optimized by measurement (the domain) + ``entity_id`` (full id).
+    - Record by record for a ``validate_percentage`` sample of the entity-days (chosen by a
+      hash of entity and day, so a re-run checks the same ones): ``transform`` of every legacy
+      point against the optimized point actually stored at that time.
+    - The integrity score is matching / compared, over entity-day counts and sampled records
+      together; 1.0 when everything compared is identical.
+    - Representative dashboard queries are timed against both layouts (median of a few runs).
+    """
+
+    def __init__(
+        self,
+        client: InfluxClient,
+        state: MigrationState,
+        *,
+        transform: Transform,
+        source_database: str | None = None,
+        target_database: str | None = None,
+        repeats: int = 3,
+    ) -> None:
+        """Prepare a validation of the windows ``state`` records as copied."""
+        self.state = state
+        self._client = client
+        self._transform = transform
+        self._source_db = source_database or client.database
+        self._target_db = target_database or self._source_db
+        self._repeats = max(repeats, 1)
+
+    def migrated_range(self) -> tuple[int, int]:
+        """[start, end) of the history the checkpoints say was copied."""
+        checkpoints = self.state.checkpoints.values()
+        start = min((cp.start_ns for cp in checkpoints), default=0)
+        end = max((cp.completed_until_ns for cp in checkpoints), default=start)
+        return start, max(start, end)
+
+    async def run(self) -> ValidationResult:
+        """Count, sample and time; the result goes into ``state.validation`` by the caller."""
+        start, end = self.migrated_range()
+        config = self.state.config
+        legacy, places = await self._legacy_counts(start, end)
+        domains = sorted({entity.partition(".")[0] for entity in places})
+        optimized = await self._optimized_counts(domains, start, end)
+
+        mismatches: dict[str, dict[str, int]] = {}
+
+        def mismatch(entity: str) -> dict[str, int]:
+            return mismatches.setdefault(entity, {"days": 0, "records": 0})
+
+        compared = matching = 0
+        for key in legacy.keys() | optimized.keys():
+            compared += 1
+            if legacy.get(key) == optimized.get(key):
+                matching += 1
+            else:
+                mismatch(key[0])["days"] += 1
+        sample = sorted(
+            (day, entity)
+            for entity, day in legacy.keys() | optimized.keys()
+            if in_sample(entity, day, config.validate_percentage)
+        )
+        records = 0
+        for day, group in _group_by_day(sample):
+            checked, wrong = await self._compare_records(
+                day, group, places, max(day, start), min(day + DAY_NS, end)
+            )
+            records += checked
+            matching += checked - sum(wrong.values())
+            for entity, count in wrong.items():
+                mismatch(entity)["records"] += count
+        compared += records
+
+        def points(counts: _Counts, entity: str) -> int:
+            return sum(max(c) for (e, _), c in counts.items() if e == entity)
+
+        result_mismatches = {
+            entity: EntityMismatch(
+                legacy_points=points(legacy, entity),
+                optimized_points=points(optimized, entity),
+                mismatched_days=found["days"],
+                mismatched_records=found["records"],
+            )
+            for entity, found in sorted(mismatches.items())
+        }
+        return ValidationResult(
+            integrity_score=matching / compared if compared else 1.0,
+            entities_checked=len({entity for entity, _ in legacy.keys() | optimized.keys()}),
+            records_sampled=records,
+            mismatches=result_mismatches,
+            query_timings=await self._time_queries(legacy, places, start, end),
+        )
+
+    async def _legacy_counts(self, start: int, end: int) -> tuple[_Counts, dict[str, set[str]]]:
+        """Per (entity, day): [value count, state count]; and entity → legacy measurements."""
+        counts: _Counts = {}
+        places: dict[str, set[str]] = {}
+        selects = self.state.config.selects
+        for measurement in sorted(self.state.checkpoints):
+            for index, name in enumerate(STATE_FIELDS):
+                rows = await self._client.aggregate(
+                    measurement,
+                    name,
+                    Aggregate.COUNT,
+                    start_ns=start,
+                    end_ns=end,
+                    group_by=("domain", "entity_id"),
+                    every_ns=DAY_NS,
+                    database=self._source_db,
+                )
+                for row in rows:
+                    entity = legacy_entity_id(row.tags)
+                    if entity is None or not selects(entity):
+                        continue
+                    counts.setdefault((entity, row.time_ns), [0, 0])[index] += int(row.value)
+                    places.setdefault(entity, set()).add(measurement)
+        return counts, places
+
+    async def _optimized_counts(self, domains: Iterable[str], start: int, end: int) -> _Counts:
+        counts: _Counts = {}
+        selects = self.state.config.selects
+        for domain in domains:
+            for index, name in enumerate(STATE_FIELDS):
+                rows = await self._client.aggregate(
+                    domain,
+                    name,
+                    Aggregate.COUNT,
+                    start_ns=start,
+                    end_ns=end,
+                    group_by=("entity_id",),
+                    every_ns=DAY_NS,
+                    database=self._target_db,
+                )
+                for row in rows:
+                    entity = row.tags.get("entity_id", "")
+                    if not is_optimized_series(domain, entity) or not selects(entity):
+                        continue
+                    counts.setdefault((entity, row.time_ns), [0, 0])[index] += int(row.value)
+        return counts
+
+    async def _compare_records(
+        self,
+        day: int,
+        entities: list[str],
+        places: Mapping[str, set[str]],
+        start: int,
+        end: int,
+    ) -> tuple[int, dict[str, int]]:
+        """Compare one day of the sampled entities; (records compared, wrong per entity)."""
+        wanted = set(entities)
+        expected: dict[tuple[str, int], Point | None] = {}
+        by_measurement: dict[str, set[str]] = {}
+        for entity in entities:
+            for measurement in places.get(entity, ()):
+                by_measurement.setdefault(measurement, set()).add(entity.partition(".")[2])
+        for measurement, object_ids in sorted(by_measurement.items()):
+            async for block in self._client.read_series(
+                measurement, start, end, self._source_db, where={"entity_id": object_ids}
+            ):
+                entity = legacy_entity_id(block.tags)
+                if entity not in wanted:
+                    continue
+                for point in block.points():
+                    expected[(entity, point.time_ns)] = self._transform(point)
+        actual: dict[tuple[str, int], Point] = {}
+        by_domain: dict[str, set[str]] = {}
+        for entity in entities:
+            by_domain.setdefault(entity.partition(".")[0], set()).add(entity)
+        for domain, ids in sorted(by_domain.items()):
+            async for point in self._client.read_points(
+                domain, start, end, self._target_db, where={"entity_id": ids}
+            ):
+                actual[(point.tags["entity_id"], point.time_ns)] = point
+        checked = 0
+        wrong: dict[str, int] = {}
+        for key in expected.keys() | actual.keys():
+            want, have = expected.get(key), actual.get(key)
+            if want is None and have is None:
+                continue  # a legacy point with nothing to copy, and nothing copied
+            checked += 1
+            if want != have:
+                wrong[key[0]] = wrong.get(key[0], 0) + 1
+        return checked, wrong
+
+    async def _time_queries(
+        self, legacy: _Counts, places: Mapping[str, set[str]], start: int, end: int
+    ) -> tuple[QueryTiming, ...]:
+        """Time what dashboards ask most, on both layouts, over the migrated range."""
+        if not legacy:
+            return ()
+        busiest: dict[str, int] = {}
+        for (entity, _), (values, _) in legacy.items():
+            busiest[entity] = busiest.get(entity, 0) + values
+        entity = max(busiest, key=lambda e: (busiest[e], e))
+        domain, _, object_id = entity.partition(".")
+        domains = {e.partition(".")[0] for e in places}
+        shown = "sensor" if "sensor" in domains else domain
+        shown_measurements = sorted(
+            {m for e, ms in places.items() if e.partition(".")[0] == shown for m in ms}
+        )
+        aggregate = self._client.aggregate
+        queries: list[tuple[str, Callable[[], Awaitable[object]], Callable[[], Awaitable[object]]]]
+        queries = [
+            (
+                "entity_hourly_mean",
+                lambda: aggregate(
+                    sorted(places[entity]),
+                    "value",
+                    Aggregate.MEAN,
+                    start_ns=start,
+                    end_ns=end,
+                    every_ns=HOUR_NS,
+                    where={"domain": [domain], "entity_id": [object_id]},
+                    database=self._source_db,
+                ),
+                lambda: aggregate(
+                    domain,
+                    "value",
+                    Aggregate.MEAN,
+                    start_ns=start,
+                    end_ns=end,
+                    every_ns=HOUR_NS,
+                    where={"entity_id": [entity]},
+                    database=self._target_db,
+                ),
+            ),
+            (
+                f"{shown}_last_values",
+                lambda: aggregate(
+                    shown_measurements,
+                    "value",
+                    Aggregate.LAST,
+                    start_ns=start,
+                    end_ns=end,
+                    group_by=("entity_id",),
+                    where={"domain": [shown]},
+                    database=self._source_db,
+                ),
+                lambda: aggregate(
+                    shown,
+                    "value",
+                    Aggregate.LAST,
+                    start_ns=start,
+                    end_ns=end,
+                    group_by=("entity_id",),
+                    database=self._target_db,
+                ),
+            ),
+            (
+                f"{shown}_daily_count",
+                lambda: aggregate(
+                    shown_measurements,
+                    "value",
+                    Aggregate.COUNT,
+                    start_ns=start,
+                    end_ns=end,
+                    every_ns=DAY_NS,
+                    where={"domain": [shown]},
+                    database=self._source_db,
+                ),
+                lambda: aggregate(
+                    shown,
+                    "value",
+                    Aggregate.COUNT,
+                    start_ns=start,
+                    end_ns=end,
+                    every_ns=DAY_NS,
+                    database=self._target_db,
+                ),
+            ),
+        ]
+        return tuple(
+            QueryTiming(
+                name=name,
+                legacy_ms=await self._median_ms(on_legacy),
+                optimized_ms=await self._median_ms(on_optimized),
+            )
+            for name, on_legacy, on_optimized in queries
+        )
+
+    async def _median_ms(self, query: Callable[[], Awaitable[object]]) -> float:
+        timings = []
+        for _ in range(self._repeats):
+            started = time.perf_counter()
+            await query()
+            timings.append((time.perf_counter() - started) * 1000)
+        return statistics.median(timings)
+
+
+def _group_by_day(sample: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
+    groups: dict[int, list[str]] = {}
+    for day, entity in sample:
+        groups.setdefault(day, []).append(entity)
+    return sorted(groups.items())
+
+
+# Rollback and cleanup -------------------------------------------------------------------------
+
+
+async def optimized_series(client: InfluxClient, database: str) -> list[tuple[str, str]]:
+    """(measurement, full entity id) of every optimized-layout series in a database."""
+    found = []
+    for measurement in await client.measurements(database):
+        found.extend(
+            (measurement, entity_id)
+            for entity_id in await client.tag_values("entity_id", measurement, database)
+            if is_optimized_series(measurement, entity_id)
+        )
+    return found
+
+
+async def rollback_target(
+    client: InfluxClient,
+    state: MigrationState,
+    *,
+    source_database: str | None = None,
+    target_database: str | None = None,
+    keep_target: bool | None = None,
+) -> int:
+    """Remove what the migration wrote to the target; return how many series went.
+
+    ``keep_target`` None follows ``config.keep_target_on_rollback``. A blue/green target of
+    its own is dropped whole. In a shared database only optimized-layout series are deleted
+    (measurement = domain and a full entity id): legacy series never match, so the legacy
+    history is never touched.
+    """
+    keep = state.config.keep_target_on_rollback if keep_target is None else keep_target
+    if keep:
+        return 0
+    source = source_database or client.database
+    target = target_database or source
+    if target != source and state.strategy.separate_target:
+        if not await client.database_exists(target):
+            return 0
+        removed = len(await optimized_series(client, target))
+        await client.drop_database(target)
+        return removed
+    removed = 0
+    for measurement, entity_id in await optimized_series(client, target):
+        await client.delete_series(measurement, {"entity_id": entity_id}, target)
+        removed += 1
+    return removed
+
+
+async def cleanup_legacy(
+    client: InfluxClient, state: MigrationState, database: str | None = None
+) -> int:
+    """Delete the migrated legacy series, only when the user opted in; return how many.
+
+    Only legacy series (a ``domain`` tag and an object id) of the migrated measurements and
+    selected entities are deleted; anything else in those measurements stays.
+    """
+    if not state.config.delete_legacy_data:
+        return 0
+    database = database or client.database
+    deleted = 0
+    for measurement in sorted(state.checkpoints):
+        entities: set[tuple[str, str]] = set()
+        for name in STATE_FIELDS:
+            rows = await client.aggregate(
+                measurement,
+                name,
+                Aggregate.COUNT,
+                start_ns=_ALL_TIME[0],
+                end_ns=_ALL_TIME[1],
+                group_by=("domain", "entity_id"),
+                database=database,
+            )
+            for row in rows:
+                entity_id = legacy_entity_id(row.tags)
+                if entity_id is not None and state.config.selects(entity_id):
+                    entities.add((row.tags["domain"], row.tags["entity_id"]))
+        for domain, object_id in sorted(entities):
+            await client.delete_series(
+                measurement, {"domain": domain, "entity_id": object_id}, database
+            )
+            deleted += 1
+    return deleted

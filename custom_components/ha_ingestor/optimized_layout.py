@@ -1,0 +1,409 @@
+"""Our optimized layout, and the one transform that turns legacy points into it.
+
+One measurement per domain and the full entity id as a tag, so a unit or name change never
+moves history to another measurement; ``value`` always a float and ``state`` always a string;
+only allow-listed attributes as fields, each with one fixed type, so fields never conflict and
+cardinality stays predictable.
+
+:func:`to_optimized` sees only a legacy point, yet must give exactly the point
+:class:`OptimizedLayout` writes for the same state, so backfilled history and live data are one
+series. Each rule is therefore one that both sides can compute:
+
+- Unit, device class and friendly name tags: a value that reads as a number is written as the
+  number's canonical text ("1984.0" → "1984"), since the legacy layout keeps only its float;
+  ``None``, "None" (core's text for ``None``), empty and non-finite values give no tag.
+- A textual attribute (``hvac_mode`` …) whose value reads as a number, or is ``None``, "None"
+  or empty, is dropped; a numeric attribute without a number (not even a digit tail such as
+  "12 %") is dropped.
+- ``ignore_attributes`` (global and per entity, resolved as core does) applies here too: an
+  ignored attribute is absent from both sides, even where the legacy point still shows it (a
+  ``tags_attributes`` tag, or the unit or device class in the measurement name).
+- A non-finite state ("nan", "inf") gives no ``value``: InfluxDB cannot store it.
+- A global tag that the legacy options also set keeps the value the legacy point carries
+  (several HA instances may share one database); other global tags take the configured value.
+
+What a legacy point cannot tell, so the two sides may differ (the property test excludes
+exactly these): ``domain``/``entity_id`` overwritten by ``tags_attributes`` or global tags; an
+attribute both in ``tags_attributes`` and in the global tags; a unit equal to the fallback
+measurement (``default_measurement``, else the entity id) when the unit names the measurement;
+a boolean unit, device class, friendly name or allow-listed attribute that the legacy layout
+kept as text (a tag, or the measurement name), since the text "True" does not read as the
+number 1 the live side sees; an allow-listed name ending in ``_`` or ``_str``, which a renamed
+legacy field can collide with.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property, lru_cache
+import math
+from types import MappingProxyType
+from typing import Any, Final, Self
+
+from homeassistant.core import State
+from homeassistant.exceptions import InvalidStateError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.state import state_as_number
+import voluptuous as vol
+
+from .legacy_layout import (
+    MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS,
+    MEASUREMENT_ATTR_UNIT,
+    SKIPPED_STATES,
+    EntityCustomization,
+    EntityCustomizations,
+    LegacyOptions,
+    attribute_number,
+    state_fields,
+    to_time_ns,
+)
+from .line_protocol import FieldValue, Point
+
+type AttributeType = type[float] | type[str]
+type AreaLookup = Callable[[str], str | None]
+
+CONF_ALLOWED_ATTRIBUTES: Final = "allowed_attributes"
+
+DEFAULT_ALLOWED_ATTRIBUTES: Final[Mapping[str, AttributeType]] = MappingProxyType(
+    {
+        "brightness": float,
+        "color_temp": float,
+        "temperature": float,
+        "current_temperature": float,
+        "target_temp_high": float,
+        "target_temp_low": float,
+        "humidity": float,
+        "current_humidity": float,
+        "hvac_action": str,
+        "hvac_mode": str,
+        "preset_mode": str,
+        "fan_mode": str,
+        "position": float,
+        "current_position": float,
+        "battery_level": float,
+    }
+)
+
+# Attributes that become tags: they say what a series is, not what it measured.
+IDENTITY_ATTRIBUTES: Final = ("device_class", "unit_of_measurement", "friendly_name")
+
+# Field and tag names of this layout that an allow-listed attribute would collide with.
+_RESERVED_NAMES: Final = frozenset({"value", "state", "entity_id", "area", *IDENTITY_ATTRIBUTES})
+
+_ATTRIBUTE_TYPES: Final[Mapping[str, AttributeType]] = MappingProxyType(
+    {"float": float, "str": str}
+)
+
+OPTIMIZED_OPTIONS_SCHEMA: Final = vol.Schema(
+    {
+        vol.Optional(CONF_ALLOWED_ATTRIBUTES): vol.Schema(
+            {cv.string: vol.All(cv.string, vol.In(list(_ATTRIBUTE_TYPES)))}
+        )
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+
+@dataclass(frozen=True)
+class OptimizedOptions:
+    """What shapes an optimized point: the attribute allow-list, global tags, ignored attributes.
+
+    The ignore settings are core's (``ignore_attributes`` and the per-entity ones), so one
+    options mapping configures both layouts the same way.
+    """
+
+    allowed_attributes: Mapping[str, AttributeType] = DEFAULT_ALLOWED_ATTRIBUTES
+    tags: Mapping[str, str] = field(default_factory=dict)
+    ignore_attributes: frozenset[str] = frozenset()
+    component_config: Mapping[str, EntityCustomization] = field(default_factory=dict)
+    component_config_domain: Mapping[str, EntityCustomization] = field(default_factory=dict)
+    component_config_glob: Mapping[str, EntityCustomization] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Reject allow-lists that would make a field collide or change type."""
+        for name, kind in self.allowed_attributes.items():
+            if name in _RESERVED_NAMES or not name:
+                raise ValueError(f"Attribute {name!r} cannot be allow-listed: name is reserved")
+            if kind not in (float, str):
+                raise ValueError(f"Attribute {name!r} must be float or str, not {kind!r}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        """Build from the same plain config keys as :meth:`LegacyOptions.from_options`.
+
+        ``allowed_attributes`` maps attribute names to "float" or "str"; absent, the default
+        allow-list applies. Raises ``vol.Invalid`` or ``ValueError`` for invalid options.
+        """
+        conf = OPTIMIZED_OPTIONS_SCHEMA(dict(options))
+        legacy = LegacyOptions.from_options(conf)
+        allowed = conf.get(CONF_ALLOWED_ATTRIBUTES)
+        return cls(
+            allowed_attributes=(
+                DEFAULT_ALLOWED_ATTRIBUTES
+                if allowed is None
+                else {name: _ATTRIBUTE_TYPES[kind] for name, kind in allowed.items()}
+            ),
+            tags=legacy.tags,
+            ignore_attributes=legacy.ignore_attributes,
+            component_config=legacy.component_config,
+            component_config_domain=legacy.component_config_domain,
+            component_config_glob=legacy.component_config_glob,
+        )
+
+    @cached_property
+    def customizations(self) -> EntityCustomizations:
+        """Ignored attributes per entity (measurement overrides do not apply to this layout)."""
+        return EntityCustomizations(
+            self.component_config,
+            self.component_config_domain,
+            self.component_config_glob,
+            override_measurement=None,
+            ignore_attributes=self.ignore_attributes,
+        )
+
+
+def _number_text(number: float) -> str | None:
+    """Canonical text of a number: integers without ".0"; nothing for NaN and infinities."""
+    if not math.isfinite(number):
+        return None
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return repr(number)
+
+
+def _tag_text(text: str) -> str | None:
+    """A tag from text: numbers canonical, "None" and empty text no tag."""
+    if text in ("", "None"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return _number_text(number)
+
+
+def identity_tag(value: object) -> str | None:
+    """The tag text of a unit, device class or friendly name attribute value."""
+    if value is None:
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    except (ValueError, TypeError):
+        return _tag_text(str(value))
+    return _number_text(number)
+
+
+def _reads_as_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return True
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def attribute_text(value: object) -> str | None:
+    """The value of a textual attribute field, or ``None`` when it is not text."""
+    if value is None or _reads_as_number(value):
+        return None
+    text = str(value)
+    if text in ("", "None") or _reads_as_number(text):
+        return None
+    return text
+
+
+def _attribute_value(value: object, kind: AttributeType) -> FieldValue | None:
+    return attribute_number(value) if kind is float else attribute_text(value)
+
+
+def _finished_tags(tags: dict[str, str], global_tags: Mapping[str, str]) -> dict[str, str]:
+    tags.update(global_tags)
+    return {key: text for key, text in tags.items() if key and text}
+
+
+class OptimizedLayout:
+    """Turns states into optimized points (measurement = domain, entity as a tag)."""
+
+    def __init__(self, options: OptimizedOptions, area_of: AreaLookup | None = None) -> None:
+        """Keep the options; ``area_of`` maps an entity id to its area name, if it has one."""
+        self.options = options
+        self._customizations = options.customizations
+        self._allowed = dict(options.allowed_attributes)
+        self._global_tags = dict(options.tags)
+        self._area_of = area_of
+
+    def point(self, state: State, time_fired: datetime) -> Point | None:
+        """The optimized point for ``state``, or ``None`` when there is nothing to write."""
+        if state.state in SKIPPED_STATES:
+            return None
+        entity_id = state.entity_id
+        attributes = state.attributes
+        _, ignored = self._customizations.resolve(entity_id)
+
+        fields: dict[str, FieldValue] = {}
+        value, state_text = state_fields(state)
+        if value is not None and math.isfinite(value):
+            fields["value"] = value
+        if state_text is not None:
+            fields["state"] = state_text
+        allowed = self._allowed
+        for name, attribute in attributes.items():
+            if (
+                (kind := allowed.get(name)) is not None
+                and name not in ignored
+                and (field_value := _attribute_value(attribute, kind)) is not None
+            ):
+                fields[name] = field_value
+        if not fields:
+            return None
+
+        tags = {"entity_id": entity_id}
+        for name in IDENTITY_ATTRIBUTES:
+            if name not in ignored and (text := identity_tag(attributes.get(name))) is not None:
+                tags[name] = text
+        if self._area_of is not None and (area := self._area_of(entity_id)):
+            tags["area"] = area
+        return Point(
+            state.domain,
+            _finished_tags(tags, self._global_tags),
+            fields,
+            to_time_ns(time_fired),
+        )
+
+
+@lru_cache(maxsize=1024)
+def _state_number(text: str) -> float | None:
+    """``state_as_number`` for a state text read back from a legacy point."""
+    try:
+        return float(state_as_number(State("sensor.legacy", text, validate_entity_id=False)))
+    except (ValueError, InvalidStateError):
+        return None
+
+
+def _stored_number(value: object) -> float | None:
+    """A numeric field as read back (InfluxDB's JSON turns 12.0 into 12)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _legacy_identity(
+    name: str,
+    legacy: Point,
+    options: LegacyOptions,
+    *,
+    measurement_overridden: bool,
+    entity_id: str,
+    domain: str,
+) -> str | None:
+    """Invert the legacy rules for where a unit, device class or friendly name went."""
+    if name in options.tags_attributes:
+        tag = legacy.tags.get(name)
+        return _tag_text(tag) if tag else None
+    if not measurement_overridden:
+        measurement = legacy.measurement
+        if name == "unit_of_measurement" and options.measurement_attr == MEASUREMENT_ATTR_UNIT:
+            # The unit named the measurement, else the fallback did and there was no unit.
+            if measurement == options.fallback_measurement(entity_id):
+                return None
+            return _tag_text(measurement)
+        if (
+            name == "device_class"
+            and options.measurement_attr == MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS
+        ):
+            prefix = f"{domain}__"
+            if not measurement.startswith(prefix):
+                return None
+            return _tag_text(measurement[len(prefix) :])
+    # A text field exists exactly when the value was not a number; an attribute literally
+    # named "<name>_str" can only write a number there.
+    text = legacy.fields.get(f"{name}_str")
+    if isinstance(text, str):
+        return _tag_text(text)
+    number = _stored_number(legacy.fields.get(name))
+    return None if number is None else _number_text(number)
+
+
+def _legacy_attribute(
+    name: str, kind: AttributeType, legacy: Point, options: LegacyOptions
+) -> FieldValue | None:
+    if name in options.tags_attributes:
+        tag = legacy.tags.get(name)
+        return _attribute_value(tag, kind) if tag else None
+    if kind is float:
+        return _stored_number(legacy.fields.get(name))
+    text = legacy.fields.get(f"{name}_str")
+    return attribute_text(text) if isinstance(text, str) else None
+
+
+def to_optimized(
+    legacy: Point,
+    legacy_options: LegacyOptions,
+    optimized_options: OptimizedOptions,
+    area_of: AreaLookup | None = None,
+) -> Point | None:
+    """The optimized point for a point written in the legacy layout with ``legacy_options``.
+
+    Gives what :meth:`OptimizedLayout.point` gives for the same state (see the module
+    docstring for the cases the legacy layout cannot tell apart); ``None`` when the point has
+    no entity or nothing to write.
+    """
+    legacy_tags = legacy.tags
+    legacy_fields = legacy.fields
+    domain = legacy_tags.get("domain")
+    object_id = legacy_tags.get("entity_id")
+    if not domain or not object_id:
+        return None
+    entity_id = f"{domain}.{object_id}"
+    _, ignored = optimized_options.customizations.resolve(entity_id)
+
+    fields: dict[str, FieldValue] = {}
+    # A text "state" field is always the state itself: an attribute named "state" is either a
+    # number or renamed "state_str". A "value" beside it may be an attribute named "value".
+    state_text = legacy_fields.get("state")
+    if isinstance(state_text, str):
+        try:
+            value: float | None = float(state_text)
+            state_text = None
+        except ValueError:
+            value = _state_number(state_text)
+    else:
+        value = _stored_number(legacy_fields.get("value"))
+        state_text = None
+    if value is not None and math.isfinite(value):
+        fields["value"] = value
+    if state_text is not None:
+        fields["state"] = state_text
+    for name, kind in optimized_options.allowed_attributes.items():
+        if name not in ignored and (
+            (field_value := _legacy_attribute(name, kind, legacy, legacy_options)) is not None
+        ):
+            fields[name] = field_value
+    if not fields:
+        return None
+
+    override, _ = legacy_options.customizations.resolve(entity_id)
+    tags = {"entity_id": entity_id}
+    for name in IDENTITY_ATTRIBUTES:
+        if name not in ignored and (
+            text := _legacy_identity(
+                name,
+                legacy,
+                legacy_options,
+                measurement_overridden=override is not None,
+                entity_id=entity_id,
+                domain=domain,
+            )
+        ):
+            tags[name] = text
+    if area_of is not None and (area := area_of(entity_id)):
+        tags["area"] = area
+    # A missing or empty instance tag (older data) takes the configured value.
+    global_tags = {
+        key: (legacy_tags.get(key) or configured) if key in legacy_options.tags else configured
+        for key, configured in optimized_options.tags.items()
+    }
+    return Point(domain, _finished_tags(tags, global_tags), fields, legacy.time_ns)

@@ -1,0 +1,151 @@
+"""Sensors: what the live writer and the migration are doing."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import PERCENTAGE, EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from . import IngestorConfigEntry, IngestorData
+from .entity import IngestorEntity
+from .migration_model import Phase
+
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestorSensorDescription(SensorEntityDescription):
+    """A sensor is a description and a function reading its value from the runtime data."""
+
+    value_fn: Callable[[IngestorData], float | int | str | datetime | None]
+
+
+SENSORS: tuple[IngestorSensorDescription, ...] = (
+    IngestorSensorDescription(
+        key="write_queue_depth",
+        translation_key="write_queue_depth",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="points",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: data.ingestion.stats.queue_depth,
+    ),
+    IngestorSensorDescription(
+        key="spooled_points",
+        translation_key="spooled_points",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="points",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: data.ingestion.stats.spooled_points,
+    ),
+    IngestorSensorDescription(
+        key="dead_letter_count",
+        translation_key="dead_letter_count",
+        state_class=SensorStateClass.TOTAL,
+        native_unit_of_measurement="points",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: data.ingestion.stats.dead_letter_count,
+    ),
+    IngestorSensorDescription(
+        key="points_written",
+        translation_key="points_written",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement="points",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda data: data.ingestion.stats.points_written,
+    ),
+    IngestorSensorDescription(
+        key="migration_phase",
+        translation_key="migration_phase",
+        device_class=SensorDeviceClass.ENUM,
+        options=[phase.value for phase in Phase],
+        value_fn=lambda data: data.migration.phase.value,
+    ),
+    IngestorSensorDescription(
+        key="migration_progress",
+        translation_key="migration_progress",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda data: data.migration.progress,
+    ),
+    IngestorSensorDescription(
+        key="records_migrated",
+        translation_key="records_migrated",
+        native_unit_of_measurement="points",
+        state_class=SensorStateClass.TOTAL,
+        value_fn=lambda data: data.migration.records_migrated,
+    ),
+    IngestorSensorDescription(
+        key="records_failed",
+        translation_key="records_failed",
+        native_unit_of_measurement="points",
+        state_class=SensorStateClass.TOTAL,
+        value_fn=lambda data: data.migration.records_failed,
+    ),
+    IngestorSensorDescription(
+        key="error_rate",
+        translation_key="error_rate",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda data: data.migration.error_rate_percent,
+    ),
+    IngestorSensorDescription(
+        key="data_integrity",
+        translation_key="data_integrity",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda data: data.migration.integrity_percent,
+    ),
+    IngestorSensorDescription(
+        key="throughput",
+        translation_key="throughput",
+        native_unit_of_measurement="points/s",
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda data: data.migration.throughput,
+    ),
+    IngestorSensorDescription(
+        key="eta",
+        translation_key="eta",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda data: data.migration.eta,
+    ),
+    IngestorSensorDescription(
+        key="query_time_improvement",
+        translation_key="query_time_improvement",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda data: data.migration.query_time_improvement,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: IngestorConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """One sensor per description."""
+    async_add_entities(IngestorSensor(entry, description) for description in SENSORS)
+
+
+class IngestorSensor(IngestorEntity, SensorEntity):
+    """A figure of the ingestion or the migration."""
+
+    entity_description: IngestorSensorDescription
+
+    @property
+    def native_value(self) -> float | int | str | datetime | None:
+        """Read from the runtime data at each push."""
+        return self.entity_description.value_fn(self._entry.runtime_data)

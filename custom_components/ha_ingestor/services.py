@@ -1,0 +1,263 @@
+"""Service actions: rehearsal data and the migration controls."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+from homeassistant.util import dt as dt_util
+import voluptuous as vol
+
+from . import IngestorConfigEntry
+from .const import DOMAIN
+from .generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
+from .influx import InfluxError
+from .migration_model import ConfigError, MigrationConfig, Strategy
+from .rehearsal import async_fire_live, async_write_history
+
+ATTR_CONFIG_ENTRY_ID = "config_entry_id"
+
+SERVICE_GENERATE_TEST_EVENTS = "generate_test_events"
+SERVICE_START_MIGRATION = "start_migration"
+SERVICE_PAUSE_MIGRATION = "pause_migration"
+SERVICE_RESUME_MIGRATION = "resume_migration"
+SERVICE_ROLLBACK = "rollback"
+SERVICE_VALIDATE_MIGRATION = "validate_migration"
+
+# Live events go through HA's state machine one by one; more than this belongs in history.
+MAX_LIVE_EVENTS = 200_000
+MAX_HISTORY_DAYS = 3650
+
+_ENTRY = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
+
+GENERATE_SCHEMA = vol.Schema(
+    {
+        **_ENTRY,
+        vol.Optional("mode", default="history"): cv.string,
+        vol.Required("count"): vol.Coerce(int),
+        vol.Optional("pattern", default=Pattern.MIXED.value): cv.string,
+        vol.Optional("entity_count"): vol.Coerce(int),
+        vol.Optional("days", default=30): vol.Coerce(float),
+        vol.Optional("seed", default=42): vol.Coerce(int),
+        vol.Optional("high_cardinality", default=False): cv.boolean,
+        vol.Optional("database"): cv.string,
+    }
+)
+
+START_SCHEMA = vol.Schema(
+    {
+        **_ENTRY,
+        vol.Optional("strategy"): cv.string,
+        vol.Optional("start_time"): cv.datetime,
+        vol.Optional("end_time"): cv.datetime,
+        vol.Optional("entities"): vol.All(cv.ensure_list, [cv.string]),
+        vol.Optional("batch_size"): vol.Coerce(float),
+        vol.Optional("concurrent_batches"): vol.Coerce(float),
+        vol.Optional("max_error_rate"): vol.Coerce(float),
+        vol.Optional("rollback_threshold"): vol.Coerce(float),
+        vol.Optional("validate_percentage"): vol.Coerce(float),
+        vol.Optional("migration_window_hours"): vol.Coerce(float),
+        vol.Optional("cleanup_delay_hours"): vol.Coerce(float),
+        vol.Optional("delete_legacy_data"): cv.boolean,
+        vol.Optional("dry_run", default=False): cv.boolean,
+    }
+)
+
+ROLLBACK_SCHEMA = vol.Schema(
+    {
+        **_ENTRY,
+        vol.Optional("keep_target_data", default=False): cv.boolean,
+        vol.Optional("reason", default="Requested by the user"): cv.string,
+    }
+)
+
+ENTRY_ONLY_SCHEMA = vol.Schema(_ENTRY)
+
+
+def _entry(hass: HomeAssistant, call: ServiceCall) -> IngestorConfigEntry:
+    """The loaded config entry the call is about (the only one when none is named)."""
+    entry_id = call.data.get(ATTR_CONFIG_ENTRY_ID)
+    if entry_id is None:
+        loaded = [
+            entry
+            for entry in hass.config_entries.async_entries(DOMAIN)
+            if entry.state is ConfigEntryState.LOADED
+        ]
+        if len(loaded) != 1:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="entry_required" if loaded else "no_entry_loaded",
+            )
+        return loaded[0]
+    entry = hass.config_entries.async_get_entry(entry_id)
+    if entry is None or entry.domain != DOMAIN:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="entry_not_found",
+            translation_placeholders={"entry_id": entry_id},
+        )
+    if entry.state is not ConfigEntryState.LOADED:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="entry_not_loaded",
+            translation_placeholders={"title": entry.title},
+        )
+    return entry
+
+
+def _invalid(key: str, **placeholders: Any) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders={k: str(v) for k, v in placeholders.items()},
+    )
+
+
+async def _async_generate(call: ServiceCall) -> ServiceResponse:
+    hass = call.hass
+    entry = _entry(hass, call)
+    data = call.data
+    mode = data["mode"]
+    if mode not in ("live", "history"):
+        raise _invalid("invalid_mode", mode=mode)
+    try:
+        pattern = Pattern(data["pattern"])
+    except ValueError:
+        raise _invalid(
+            "invalid_pattern", pattern=data["pattern"], choices=", ".join(Pattern)
+        ) from None
+    count = data["count"]
+    limit = MAX_LIVE_EVENTS if mode == "live" else MAX_EVENTS
+    if not 0 < count <= limit:
+        raise _invalid("invalid_count", count=count, limit=f"{limit:,}", mode=mode)
+    entity_count = data.get("entity_count")
+    if entity_count is not None and not 0 < entity_count <= MAX_ENTITIES:
+        raise _invalid("invalid_entity_count", entity_count=entity_count, limit=MAX_ENTITIES)
+    days = data["days"]
+    if not 0 < days <= MAX_HISTORY_DAYS:
+        raise _invalid("invalid_days", days=days, limit=MAX_HISTORY_DAYS)
+
+    now = dt_util.utcnow()
+    start = now - timedelta(days=days) if mode == "history" else now - timedelta(hours=1)
+    try:
+        config = GeneratorConfig(
+            count=count,
+            pattern=pattern,
+            entity_count=entity_count,
+            start=start,
+            end=now,
+            seed=data["seed"],
+            high_cardinality=data["high_cardinality"],
+        )
+    except ValueError as err:
+        raise _invalid("invalid_generator_request", error=err) from err
+
+    runtime = entry.runtime_data
+    if mode == "live":
+        result = await async_fire_live(hass, config)
+        response = result.as_response()
+    else:
+        database = data.get("database") or runtime.client.database
+        try:
+            if not await runtime.client.database_exists(database):
+                await runtime.client.create_database(database)
+            result = await async_write_history(
+                runtime.client, runtime.ingestion.legacy_layout, config, database
+            )
+        except InfluxError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="write_failed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        response = result.as_response() | {
+            "database": database,
+            "start": start.isoformat(),
+            "end": now.isoformat(),
+        }
+    return response | {"mode": mode, "pattern": pattern.value}
+
+
+def _migration_config(entry: IngestorConfigEntry, data: dict[str, Any]) -> MigrationConfig:
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in data.items()
+        if key not in (ATTR_CONFIG_ENTRY_ID, "start_time", "end_time", "dry_run")
+    }
+    if "strategy" in overrides:
+        try:
+            overrides["strategy"] = Strategy(overrides["strategy"])
+        except ValueError:
+            raise _invalid(
+                "invalid_strategy", strategy=overrides["strategy"], choices=", ".join(Strategy)
+            ) from None
+    if "entities" in overrides:
+        overrides["entities"] = tuple(overrides["entities"])
+    for key, name in (("start_time", "start"), ("end_time", "end")):
+        if (moment := data.get(key)) is not None:
+            overrides[name] = _aware(moment)
+    overrides["dry_run"] = data.get("dry_run", False)
+    try:
+        return entry.runtime_data.migration.default_config().with_overrides(**overrides)
+    except ConfigError as err:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_migration_option",
+            translation_placeholders={"field": err.field, "error": str(err)},
+        ) from err
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt_util.get_default_time_zone())
+
+
+async def _async_start(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    config = _migration_config(entry, dict(call.data))
+    return await entry.runtime_data.migration.async_start(config)
+
+
+async def _async_pause(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    return await entry.runtime_data.migration.async_pause()
+
+
+async def _async_resume(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    return await entry.runtime_data.migration.async_resume()
+
+
+async def _async_rollback(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    return await entry.runtime_data.migration.async_rollback(
+        reason=call.data["reason"], keep_target=call.data["keep_target_data"]
+    )
+
+
+async def _async_validate(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    return await entry.runtime_data.migration.async_validate()
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register every service action of the integration."""
+    for name, handler, schema, response in (
+        (SERVICE_GENERATE_TEST_EVENTS, _async_generate, GENERATE_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_START_MIGRATION, _async_start, START_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_PAUSE_MIGRATION, _async_pause, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_RESUME_MIGRATION, _async_resume, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_ROLLBACK, _async_rollback, ROLLBACK_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_VALIDATE_MIGRATION, _async_validate, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
+    ):
+        hass.services.async_register(
+            DOMAIN, name, handler, schema=schema, supports_response=response
+        )

@@ -1,0 +1,322 @@
+"""Line protocol kept on disk: the spool of batches waiting for the server, and dead letters.
+
+All file access goes through aiofiles, so nothing here blocks Home Assistant's event loop.
+"""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+import os
+from pathlib import Path
+import re
+
+import aiofiles  # type: ignore[import-untyped, unused-ignore]
+import aiofiles.os  # type: ignore[import-untyped, unused-ignore]
+import orjson
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+
+# <sequence>-<points>.lp: zero-padded so that name order is write order, and the point count
+# in the name lets a restart know what is spooled without reading every segment.
+_SEGMENT_NAME = re.compile(r"^(\d{12})-(\d+)\.lp$")
+_TEMP_SUFFIX = ".tmp"
+
+_fsync = aiofiles.os.wrap(os.fsync)
+
+
+class SpoolError(Exception):
+    """A batch could not be put into or taken out of the spool."""
+
+
+class SpoolFull(SpoolError):
+    """The spool has reached its size bound; it refuses new batches rather than drop old ones."""
+
+
+class SpoolUnavailable(SpoolError):
+    """The spool directory or a segment could not be read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One spooled batch: a file of line protocol."""
+
+    name: str
+    sequence: int
+    points: int
+    size: int
+
+
+def _scan(directory: Path) -> list[Segment]:
+    """The segments in a spool directory, oldest first (runs in a worker thread).
+
+    Temporary files are what a crash during a write leaves: they are deleted, never replayed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    found: dict[int, Segment] = {}
+    for entry in sorted(os.scandir(directory), key=lambda entry: entry.name):
+        if entry.name.endswith(_TEMP_SUFFIX):
+            os.remove(entry.path)
+            continue
+        if not (match := _SEGMENT_NAME.match(entry.name)):
+            continue
+        segment = Segment(entry.name, int(match[1]), int(match[2]), entry.stat().st_size)
+        if (other := found.get(segment.sequence)) is not None:
+            # A crash between writing the shortened copy of a partly delivered segment and
+            # deleting the original: the copy (fewer points) is the live one.
+            stale, segment = sorted((other, segment), key=lambda s: -s.points)
+            os.remove(directory / stale.name)
+        found[segment.sequence] = segment
+    return list(found.values())
+
+
+# One thread hop for the whole directory rather than one per file.
+_scan_directory = aiofiles.os.wrap(_scan)
+
+
+class Spool:
+    """A directory of segment files, replayed oldest first, surviving restarts.
+
+    A segment is written under a temporary name, flushed to disk and then renamed, so a crash
+    never leaves a half-written segment that would be replayed. One spool directory belongs to
+    one writer at a time.
+    """
+
+    def __init__(self, directory: Path | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        # Keyed by sequence; dicts keep insertion order, which is sequence order here.
+        self._segments: dict[int, Segment] = {}
+        self._next_sequence = 0
+        self._points = 0
+        self._size = 0
+        self._opened = False
+        self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    @property
+    def points(self) -> int:
+        return self._points
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
+    def segments(self) -> list[Segment]:
+        """The spooled segments, oldest first."""
+        return list(self._segments.values())
+
+    def oldest(self, skip: set[int] | frozenset[int] = frozenset()) -> Segment | None:
+        """The oldest segment whose sequence is not in ``skip``."""
+        for sequence, segment in self._segments.items():
+            if sequence not in skip:
+                return segment
+        return None
+
+    async def open(self) -> None:
+        """Create the directory if needed and index the segments already in it.
+
+        Leftover temporary files (from a crash during a write) are deleted. Raises
+        SpoolUnavailable when the directory cannot be created or listed.
+        """
+        async with self._lock:
+            await self._open()
+
+    async def _open(self) -> None:
+        if self._opened:
+            return
+        try:
+            found: list[Segment] = await _scan_directory(self.directory)
+        except OSError as err:
+            raise SpoolUnavailable(f"spool directory {self.directory}: {err}") from err
+        self._segments = {segment.sequence: segment for segment in found}
+        self._points = sum(segment.points for segment in self._segments.values())
+        self._size = sum(segment.size for segment in self._segments.values())
+        self._next_sequence = max(self._segments, default=-1) + 1
+        self._opened = True
+
+    async def append(self, body: bytes, points: int) -> Segment:
+        """Write one batch as the newest segment.
+
+        Raises SpoolFull when it would take the spool over ``max_bytes``, SpoolUnavailable when
+        it cannot be written.
+        """
+        async with self._lock:
+            await self._open()
+            if self._size + len(body) > self.max_bytes:
+                raise SpoolFull(
+                    f"spool {self.directory} is full ({self._size} of {self.max_bytes} bytes)"
+                )
+            segment = Segment(
+                f"{self._next_sequence:012d}-{points}.lp", self._next_sequence, points, len(body)
+            )
+            await self._write(segment, body)
+            self._next_sequence += 1
+            self._add(segment)
+            return segment
+
+    async def read(self, segment: Segment) -> bytes:
+        try:
+            async with aiofiles.open(self.directory / segment.name, "rb") as file:
+                body: bytes = await file.read()
+        except OSError as err:
+            raise SpoolUnavailable(f"cannot read spool segment {segment.name}: {err}") from err
+        return body
+
+    async def remove(self, segment: Segment) -> None:
+        """Delete a delivered segment.
+
+        It leaves the index even if the file cannot be deleted; replaying such a file after a
+        restart only re-sends points, which InfluxDB stores once.
+        """
+        async with self._lock:
+            self._discard(segment)
+            try:
+                await aiofiles.os.remove(self.directory / segment.name)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                raise SpoolUnavailable(
+                    f"cannot delete spool segment {segment.name}: {err}"
+                ) from err
+
+    async def replace(self, segment: Segment, body: bytes, points: int) -> Segment:
+        """Shrink a partly delivered segment to what is left of it, keeping its place."""
+        async with self._lock:
+            new = Segment(
+                f"{segment.sequence:012d}-{points}.lp", segment.sequence, points, len(body)
+            )
+            await self._write(new, body)
+            if self._segments.get(segment.sequence) == segment:
+                self._points -= segment.points
+                self._size -= segment.size
+            self._add(new)  # same key: keeps its place in the order
+            if new.name != segment.name:
+                try:
+                    await aiofiles.os.remove(self.directory / segment.name)
+                except OSError as err:
+                    # Both files replay after a restart until open() picks the shorter one.
+                    raise SpoolUnavailable(
+                        f"cannot delete spool segment {segment.name}: {err}"
+                    ) from err
+            return new
+
+    def forget(self, segment: Segment) -> None:
+        """Drop a segment from the index without touching the disk (it cannot be read)."""
+        self._discard(segment)
+
+    async def _write(self, segment: Segment, body: bytes) -> None:
+        final = self.directory / segment.name
+        temp = final.with_name(segment.name + _TEMP_SUFFIX)
+        try:
+            async with aiofiles.open(temp, "wb") as file:
+                await file.write(body)
+                await file.flush()
+                await _fsync(file.fileno())
+            await aiofiles.os.replace(temp, final)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                await aiofiles.os.remove(temp)
+            raise SpoolUnavailable(f"cannot write to spool {self.directory}: {err}") from err
+
+    def _add(self, segment: Segment) -> None:
+        self._segments[segment.sequence] = segment
+        self._points += segment.points
+        self._size += segment.size
+
+    def _discard(self, segment: Segment) -> None:
+        if self._segments.get(segment.sequence) == segment:
+            del self._segments[segment.sequence]
+            self._points -= segment.points
+            self._size -= segment.size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A point the server refused for good, and why."""
+
+    time: datetime
+    reason: str
+    line: str
+    database: str
+
+
+class DeadLetterFile:
+    """Append-only JSON lines of refused points: {time, reason, line, database}.
+
+    One file may be shared by several writers (one per database).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._count = 0
+        self._opened = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def count(self) -> int:
+        """How many dead letters the file holds (including those from earlier runs)."""
+        return self._count
+
+    async def open(self) -> None:
+        """Count the records already in the file; raises OSError when it cannot be read."""
+        async with self._lock:
+            await self._open()
+
+    async def _open(self) -> None:
+        if self._opened:
+            return
+        count = 0
+        try:
+            async with aiofiles.open(self.path, "rb") as file:
+                while chunk := await file.read(1 << 20):
+                    count += chunk.count(b"\n")
+        except FileNotFoundError:
+            pass
+        self._count = count
+        self._opened = True
+
+    async def append(
+        self, *, reason: str, line: str, database: str, time: datetime | None = None
+    ) -> None:
+        """Record one refused point; raises OSError when the file cannot be written."""
+        record = {
+            "time": (time or datetime.now(UTC)).isoformat(),
+            "reason": reason,
+            "line": line,
+            "database": database,
+        }
+        async with self._lock:
+            await self._open()
+            await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
+            async with aiofiles.open(self.path, "ab") as file:
+                await file.write(orjson.dumps(record) + b"\n")
+            self._count += 1
+
+    async def read(self) -> list[DeadLetter]:
+        """Every record in the file, oldest first."""
+        try:
+            async with aiofiles.open(self.path, "rb") as file:
+                content: bytes = await file.read()
+        except FileNotFoundError:
+            return []
+        letters = []
+        for raw in content.split(b"\n"):
+            if not raw:
+                continue
+            record = orjson.loads(raw)
+            letters.append(
+                DeadLetter(
+                    time=datetime.fromisoformat(record["time"]),
+                    reason=record["reason"],
+                    line=record["line"],
+                    database=record["database"],
+                )
+            )
+        return letters

@@ -1,0 +1,67 @@
+"""Helpers shared by the Home Assistant level tests."""
+
+import asyncio
+from collections.abc import Callable
+import time
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ha_ingestor.const import DOMAIN
+
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
+
+
+def entry_for(
+    influxd: InfluxServer, database: str, options: dict[str, Any] | None = None
+) -> MockConfigEntry:
+    """A 1.x config entry for a database on the given server."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"{database} on 127.0.0.1",
+        data={
+            "api_version": "1",
+            "url": influxd.url,
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+            "database": database,
+            "verify_ssl": True,
+        },
+        options=options or {},
+        unique_id=f"{influxd.url}/{database}",
+    )
+
+
+async def setup_entry(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def eventually(
+    hass: HomeAssistant, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Wait until ``check()`` (run in the executor: it may block) returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await hass.async_add_executor_job(check)
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last value {last!r})")
+
+
+def count(influxd: InfluxServer, database: str, measurement: str, field: str = "*") -> int:
+    """Points in a measurement (the largest per-field count of COUNT(*))."""
+    series = influxd.series(f'SELECT COUNT({field}) FROM "{measurement}"', database)
+    if not series:
+        return 0
+    row = series[0]["values"][0]  # type: ignore[index]
+    return max(int(v) for v in row[1:] if v is not None)
+
+
+def ingest_options(mode: str, **ingestion: Any) -> dict[str, Any]:
+    return {"ingestion": {"write_mode": mode, **ingestion}}

@@ -1,0 +1,170 @@
+"""Live recording: state changes land in the real InfluxDB in the chosen layouts."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from homeassistant.core import HomeAssistant, State
+import pytest
+
+from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
+from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.line_protocol import Point, sanitize_name
+from custom_components.ha_ingestor.optimized_layout import OptimizedLayout, OptimizedOptions
+
+from .helpers import count, entry_for, eventually, ingest_options, setup_entry
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, running_influxd
+
+HOSTILE = 'Küche "Ofen", Tür=zu\nzweite Zeile \\ 🔥'
+
+
+async def read_all(influxd: InfluxServer, database: str) -> list[Point]:
+    async with aiohttp.ClientSession() as session:
+        client = create_client(
+            session,
+            ServerSettings(
+                api_version=ApiVersion.V1,
+                url=influxd.url,
+                database=database,
+                username=ADMIN_USER,
+                password=ADMIN_PASSWORD,
+            ),
+        )
+        points = []
+        for measurement in await client.measurements():
+            points += [p async for p in client.read_points(measurement, 0, 2**62)]
+        return points
+
+
+def set_states(hass: HomeAssistant) -> list[State]:
+    hass.states.async_set(
+        "sensor.kitchen_temperature",
+        "21.5",
+        {"unit_of_measurement": "°C", "device_class": "temperature", "friendly_name": "Kitchen"},
+    )
+    hass.states.async_set(
+        "light.living_room", "on", {"brightness": 180, "friendly_name": "Living room"}
+    )
+    hass.states.async_set(
+        "sensor.weird_values",
+        "12.5 %",
+        {"friendly_name": HOSTILE, "note": "a,b c=d", "nan": float("nan"), "big": "x" * 50_000},
+    )
+    hass.states.async_set("binary_sensor.door", "unavailable")
+    return [
+        hass.states.get(entity_id)
+        for entity_id in (
+            "sensor.kitchen_temperature",
+            "light.living_room",
+            "sensor.weird_values",
+        )
+    ]
+
+
+def normalized(point: Point) -> tuple:
+    """What a point looks like after a trip through InfluxDB (names sanitized)."""
+    return (
+        sanitize_name(point.measurement),
+        tuple(sorted((sanitize_name(k), sanitize_name(v)) for k, v in point.tags.items() if v)),
+        tuple(
+            sorted(
+                (sanitize_name(k), v)
+                for k, v in point.fields.items()
+                if not (isinstance(v, float) and v != v)
+            )
+        ),
+        point.time_ns,
+    )
+
+
+@pytest.mark.parametrize("mode", ["legacy", "both", "optimized"])
+async def test_state_changes_land_in_the_chosen_layouts(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, mode: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options(mode)))
+    states = set_states(hass)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    expected = []
+    if mode in ("legacy", "both"):
+        layout = LegacyLayout(LegacyOptions())
+        expected += [layout.point(s, s.last_updated) for s in states]
+    if mode in ("optimized", "both"):
+        optimized = OptimizedLayout(OptimizedOptions())
+        expected += [optimized.point(s, s.last_updated) for s in states]
+    stored = await read_all(influxd, database)
+    assert sorted(map(normalized, stored)) == sorted(normalized(p) for p in expected if p)
+
+
+async def test_recorded_time_is_the_event_time(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    before = datetime.now(UTC)
+    hass.states.async_set("sensor.timed", "1", {"unit_of_measurement": "W"})
+    after = datetime.now(UTC)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    (point,) = await read_all(influxd, database)
+    assert before.timestamp() * 1e9 <= point.time_ns <= after.timestamp() * 1e9
+
+
+async def test_filters_choose_what_is_recorded(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    options = ingest_options(
+        "legacy",
+        include_domains=["sensor"],
+        exclude_entity_globs=["sensor.noisy_*"],
+        exclude_entities=["sensor.secret"],
+    )
+    entry = await setup_entry(hass, entry_for(influxd, database, options))
+    for entity_id in ("sensor.kept", "sensor.noisy_one", "sensor.secret", "light.not_sensor"):
+        hass.states.async_set(entity_id, "1")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    stored = await read_all(influxd, database)
+    assert [p.tags["entity_id"] for p in stored] == ["kept"]
+
+
+async def test_hostile_names_and_values_land_intact(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    hass.states.async_set(
+        "sensor.odd_name_9",
+        "on fire",
+        {"unit_of_measurement": "m³/h, \"q\"", "text": HOSTILE, "empty": ""},
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    (point,) = await read_all(influxd, database)
+    assert point.measurement == 'm³/h, "q"'
+    assert point.tags == {"domain": "sensor", "entity_id": "odd_name_9"}
+    assert point.fields["text_str"] == HOSTILE
+    assert point.fields["state"] == "on fire"
+    assert point.fields["empty_str"] == ""
+
+
+@pytest.fixture
+def own_influxd() -> Iterator[InfluxServer]:
+    with running_influxd(auth=True) as server:
+        server.create_database("home")
+        yield server
+
+
+async def test_spool_left_at_shutdown_is_replayed_after_restart(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    entry = await setup_entry(hass, entry_for(own_influxd, "home"))
+    await hass.async_add_executor_job(own_influxd.stop)
+    for i in range(300):
+        hass.states.async_set("sensor.restart", str(i), {"unit_of_measurement": "kWh"})
+    # Home Assistant stops while InfluxDB is still down: the points go to the spool.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    spool = Path(hass.config.path("ha_ingestor", entry.entry_id, "spool-legacy-home"))
+    assert any(spool.iterdir()), "the unsent points must be on disk"
+    await hass.async_add_executor_job(own_influxd.start)
+    assert count(own_influxd, "home", "kWh") == 0
+
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await eventually(hass, lambda: count(own_influxd, "home", "kWh") == 300, timeout=60)
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -1,0 +1,105 @@
+"""Setting up and unloading a config entry against a real InfluxDB."""
+
+from collections.abc import Iterator
+
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+
+from custom_components.ha_ingestor.const import DOMAIN
+
+from .helpers import count, entry_for, eventually, ingest_options, setup_entry
+from .influx_server import InfluxServer, running_influxd
+
+
+@pytest.fixture
+def own_influxd() -> Iterator[InfluxServer]:
+    """A server this test may stop and start without disturbing the others."""
+    with running_influxd(auth=True) as server:
+        server.create_database("home")
+        yield server
+
+
+async def test_setup_creates_one_device_with_its_entities(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    assert entry.state is ConfigEntryState.LOADED
+
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
+    assert device is not None
+    assert device.name == f"{database} on 127.0.0.1"
+    entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    assert {e.translation_key for e in entities} >= {
+        "influxdb_connected",
+        "migration_phase",
+        "migration_progress",
+        "write_queue_depth",
+        "dead_letter_count",
+        "migration_running",
+    }
+    assert all(e.device_id == device.id for e in entities)
+    phase = next(e for e in entities if e.translation_key == "migration_phase")
+    assert hass.states.get(phase.entity_id).state == "idle"
+    connected = next(e for e in entities if e.translation_key == "influxdb_connected")
+    assert hass.states.get(connected.entity_id).state == STATE_ON
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_unload_flushes_pending_points(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    for i in range(25):
+        hass.states.async_set("sensor.flush_me", str(i), {"unit_of_measurement": "W"})
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert count(influxd, database, "W") == 25
+
+
+async def test_rejected_credentials_start_reauth(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = entry_for(influxd, database)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, data={**entry.data, "password": "wrong"})
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+
+
+async def test_missing_database_is_a_setup_error(
+    hass: HomeAssistant, influxd: InfluxServer
+) -> None:
+    entry = entry_for(influxd, "never_created")
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason and "never_created" in entry.reason
+
+
+async def test_server_down_at_start_still_records_and_replays(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    own_influxd.stop()
+    entry = await setup_entry(hass, entry_for(own_influxd, "home", ingest_options("legacy")))
+    assert entry.state is ConfigEntryState.LOADED
+    for i in range(40):
+        hass.states.async_set("sensor.outage", str(i), {"unit_of_measurement": "°C"})
+    connection = next(
+        e.entity_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if e.translation_key == "influxdb_connected"
+    )
+    await eventually(hass, lambda: hass.states.get(connection).state == STATE_OFF)
+
+    await hass.async_add_executor_job(own_influxd.start)
+    await eventually(hass, lambda: count(own_influxd, "home", "°C") == 40, timeout=60)
+    await eventually(hass, lambda: hass.states.get(connection).state == STATE_ON, timeout=30)
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -1,0 +1,129 @@
+"""The disk spool and the dead-letter file."""
+
+from datetime import UTC, datetime
+import os
+from pathlib import Path
+
+import pytest
+
+from custom_components.ha_ingestor.spool import (
+    DeadLetterFile,
+    Spool,
+    SpoolFull,
+    SpoolUnavailable,
+)
+
+
+async def test_segments_come_back_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    bodies = [f"m value={i}.0 {i}".encode() for i in range(12)]
+    for body in bodies:
+        await spool.append(body, 1)
+    assert [await spool.read(segment) for segment in spool.segments()] == bodies
+    assert (spool.points, len(spool)) == (12, 12)
+
+
+async def test_file_name_order_is_write_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    names = [(await spool.append(b"m v=1.0 1", 1)).name for _ in range(11)]
+    assert sorted(os.listdir(tmp_path)) == names
+
+
+async def test_a_new_spool_on_the_same_directory_sees_what_was_spooled(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    await first.append(b"m v=1.0 1\nm v=2.0 2", 2)
+    await first.append(b"m v=3.0 3", 1)
+
+    second = Spool(tmp_path)
+    await second.open()
+    assert [segment.points for segment in second.segments()] == [2, 1]
+    assert second.points == 3
+    assert second.size_bytes == first.size_bytes
+    new = await second.append(b"m v=4.0 4", 1)
+    assert new.sequence == 2
+
+
+async def test_a_half_written_segment_is_never_replayed(tmp_path: Path) -> None:
+    # What a crash in the middle of a write leaves behind: the temporary file.
+    (tmp_path / "000000000000-5.lp.tmp").write_bytes(b"m v=1.0 1\nm v=")
+    spool = Spool(tmp_path)
+    await spool.open()
+    assert len(spool) == 0
+    assert os.listdir(tmp_path) == []
+
+
+async def test_removing_a_segment_deletes_its_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first = await spool.append(b"m v=1.0 1", 1)
+    second = await spool.append(b"m v=2.0 2", 1)
+    await spool.remove(first)
+    assert spool.segments() == [second]
+    assert os.listdir(tmp_path) == [second.name]
+    assert spool.points == 1
+
+
+async def test_a_full_spool_refuses_new_batches_and_keeps_the_old(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=20)
+    kept = await spool.append(b"m v=1.0 1", 1)
+    with pytest.raises(SpoolFull):
+        await spool.append(b"m v=2.0 2\nm v=3.0 3", 2)
+    assert spool.segments() == [kept]
+
+
+async def test_an_unwritable_directory_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    spool = Spool(tmp_path / "file" / "spool")
+    with pytest.raises(SpoolUnavailable):
+        await spool.append(b"m v=1.0 1", 1)
+    assert len(spool) == 0
+
+
+async def test_replace_shrinks_a_segment_in_place(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first = await spool.append(b"m v=1.0 1\nm v=2.0 2\nm v=3.0 3", 3)
+    second = await spool.append(b"m v=4.0 4", 1)
+    shrunk = await spool.replace(first, b"m v=3.0 3", 1)
+    assert spool.segments() == [shrunk, second]
+    assert await spool.read(shrunk) == b"m v=3.0 3"
+    assert spool.points == 2
+    assert sorted(os.listdir(tmp_path)) == [shrunk.name, second.name]
+
+
+async def test_after_a_crash_during_replace_the_shorter_copy_wins(tmp_path: Path) -> None:
+    (tmp_path / "000000000000-3.lp").write_bytes(b"m v=1.0 1\nm v=2.0 2\nm v=3.0 3")
+    (tmp_path / "000000000000-1.lp").write_bytes(b"m v=3.0 3")
+    spool = Spool(tmp_path)
+    await spool.open()
+    (segment,) = spool.segments()
+    assert await spool.read(segment) == b"m v=3.0 3"
+    assert os.listdir(tmp_path) == ["000000000000-1.lp"]
+
+
+async def test_dead_letters_are_json_lines_with_time_reason_line_and_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dead" / "letters.jsonl"
+    dead = DeadLetterFile(path)
+    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await dead.append(reason="field type conflict", line='m v="x" 1', database="home", time=when)
+    await dead.append(reason="bad", line="m v=1.0 2", database="home")
+    assert dead.count == 2
+    (first, second) = await dead.read()
+    assert (first.time, first.reason, first.line, first.database) == (
+        when,
+        "field type conflict",
+        'm v="x" 1',
+        "home",
+    )
+    assert second.reason == "bad"
+    assert path.read_text().count("\n") == 2
+
+
+async def test_dead_letter_count_includes_earlier_runs(tmp_path: Path) -> None:
+    path = tmp_path / "letters.jsonl"
+    await DeadLetterFile(path).append(reason="r", line="l", database="d")
+    reopened = DeadLetterFile(path)
+    await reopened.open()
+    assert reopened.count == 1
+    await reopened.append(reason="r", line="l2", database="d")
+    assert reopened.count == 2

@@ -1,0 +1,573 @@
+"""The resilient write pipeline, against a real influxd: nothing lost, nothing doubled."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+import inspect
+import itertools
+import logging
+import os
+from pathlib import Path
+import time
+from typing import Any, cast
+
+import aiohttp
+from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
+
+from custom_components.ha_ingestor.influx import (
+    ApiVersion,
+    InfluxClient,
+    ServerSettings,
+    create_client,
+)
+from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
+from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.spool import DeadLetterFile, Spool
+from custom_components.ha_ingestor.writer import (
+    PointWriter,
+    ServerProblem,
+    WriterStats,
+    split_lines,
+)
+
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+
+T0 = 1_700_000_000_000_000_000
+_offsets = itertools.count()
+
+# Retries and probes every few tens of milliseconds, so outages play out quickly.
+FAST = RetryPolicy(backoff=Backoff(base=0.01, maximum=0.05), failure_threshold=3, cool_down=0.1)
+# Once open, the circuit stays open for the whole test.
+STAYS_OPEN = RetryPolicy(
+    backoff=Backoff(base=0.01, maximum=0.05), failure_threshold=1, cool_down=60
+)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def make_client(
+    session: aiohttp.ClientSession,
+    url: str,
+    database: str,
+    password: str = ADMIN_PASSWORD,
+) -> InfluxClient:
+    return create_client(
+        session,
+        ServerSettings(
+            api_version=ApiVersion.V1,
+            url=url,
+            database=database,
+            username=ADMIN_USER,
+            password=password,
+            timeout=5.0,
+        ),
+    )
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession, influxd: InfluxServer, database: str) -> InfluxClient:
+    return make_client(session, influxd.url, database)
+
+
+@pytest.fixture
+def dead_client(session: aiohttp.ClientSession, database: str) -> InfluxClient:
+    """A client for a port nobody listens on: every write is CannotConnect."""
+    return make_client(session, f"http://127.0.0.1:{free_port()}", database)
+
+
+def make_writer(
+    write: Callable[[bytes], Awaitable[None]], directory: Path, database: str, **options: Any
+) -> PointWriter:
+    defaults: dict[str, Any] = {"flush_interval": 0.05, "retry": FAST, "stats_interval": 0.05}
+    return PointWriter(
+        write,
+        Spool(directory / "spool"),
+        DeadLetterFile(directory / "dead_letters.jsonl"),
+        database=database,
+        **(defaults | options),
+    )
+
+
+def make_points(count: int, measurement: str = "m") -> list[Point]:
+    """Points with distinct timestamps, so each one is its own row in InfluxDB."""
+    base = T0 + next(_offsets) * 10**12
+    return [
+        Point(measurement, {"entity_id": "sensor.x"}, {"value": float(i)}, base + i * 1000)
+        for i in range(count)
+    ]
+
+
+def count_rows(influxd: InfluxServer, database: str, measurement: str = "m") -> int:
+    series = influxd.series(f'SELECT COUNT("value") FROM "{measurement}"', database)
+    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+class Switchable:
+    """Writes through one real client or another, to take the server away and bring it back."""
+
+    def __init__(self, client: InfluxClient) -> None:
+        self.client = client
+        self.calls = 0
+
+    async def __call__(self, body: bytes) -> None:
+        self.calls += 1
+        await self.client.write(body)
+
+
+async def test_full_batches_go_out_at_once(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    write = Switchable(client)
+    writer = make_writer(write, tmp_path, database, batch_size=1000, flush_interval=60)
+    writer.start()
+    for point in make_points(3000):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 3000)
+    await writer.stop()
+    assert write.calls == 3
+    assert count_rows(influxd, database) == 3000
+
+
+async def test_a_partial_batch_goes_out_after_the_flush_interval(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    write = Switchable(client)
+    writer = make_writer(write, tmp_path, database, flush_interval=0.1)
+    writer.start()
+    for point in make_points(10):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 10, within=2)
+    assert write.calls == 1
+    await writer.stop()
+
+
+async def test_stop_with_flush_writes_everything(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(client.write, tmp_path, database, batch_size=1000, flush_interval=60)
+    writer.start()
+    for point in make_points(2500):
+        writer.enqueue(point)
+    await writer.stop(flush=True)
+    assert count_rows(influxd, database) == 2500
+    assert writer.stats.queue_depth == 0
+    assert writer.stats.spooled_points == 0
+
+
+async def test_stop_without_flush_spools_everything(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(client.write, tmp_path, database, flush_interval=60)
+    writer.start()
+    for point in make_points(1500):
+        writer.enqueue(point)
+    await writer.stop(flush=False)
+    assert writer.stats.spooled_points == 1500
+    assert count_rows(influxd, database) == 0
+
+
+async def test_every_point_lands_exactly_once_across_a_server_outage(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    seen: list[WriterStats] = []
+    writer = make_writer(
+        client.write, tmp_path, database, batch_size=250, max_queue=1000, on_change=seen.append
+    )
+    points = make_points(5000)
+
+    async def feed(chunk: list[Point]) -> None:
+        for start in range(0, len(chunk), 100):
+            for point in chunk[start : start + 100]:
+                writer.enqueue(point)
+            await asyncio.sleep(0.01)
+
+    writer.start()
+    try:
+        await feed(points[:2000])
+        await wait_until(lambda: writer.stats.points_written >= 1000)
+        # The server goes away part-way, while batches are being written and points keep coming.
+        await asyncio.gather(asyncio.to_thread(influxd.stop), feed(points[2000:3500]))
+        await feed(points[3500:4000])
+        await wait_until(lambda: writer.stats.spooled_points > 0)
+        assert not writer.stats.connected
+    finally:
+        await asyncio.gather(asyncio.to_thread(influxd.start), feed(points[4000:4500]))
+    await feed(points[4500:])
+    await wait_until(
+        lambda: (
+            writer.stats.spooled_points == 0
+            and writer.stats.queue_depth == 0
+            and writer.stats.connected
+        )
+    )
+    await writer.stop()
+
+    assert count_rows(influxd, database) == 5000
+    values = cast(list[list[Any]], influxd.series('SELECT "value" FROM "m"', database)[0]["values"])
+    assert sorted(row[1] for row in values) == [float(i) for i in range(5000)]
+    assert writer.stats.points_dropped == 0
+    assert any(not stats.connected and stats.spooled_points for stats in seen)
+    assert os.listdir(tmp_path / "spool") == []
+
+
+async def test_a_new_writer_replays_the_spool_left_on_disk(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    first = make_writer(dead_client.write, tmp_path, database)
+    first.start()
+    for point in make_points(1500):
+        first.enqueue(point)
+    await first.stop()
+    assert first.stats.spooled_points == 1500
+    assert not first.stats.connected
+
+    second = make_writer(client.write, tmp_path, database)
+    second.start()
+    await wait_until(lambda: second.stats.points_written == 1500)
+    await second.stop()
+    assert count_rows(influxd, database) == 1500
+    assert second.stats.spooled_points == 0
+    assert os.listdir(tmp_path / "spool") == []
+
+
+async def test_refused_points_go_to_dead_letters_and_the_rest_land(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    influxd.write("m value=1.0 1", database)
+    points = [
+        Point(p.measurement, p.tags, {"value": "oops"}, p.time_ns) if i % 100 == 7 else p
+        for i, p in enumerate(make_points(1000))
+    ]
+    writer = make_writer(client.write, tmp_path, database, batch_size=1000)
+    writer.start()
+    for point in points:
+        writer.enqueue(point)
+    await writer.stop()
+
+    assert count_rows(influxd, database) == 1 + 990
+    assert writer.stats.points_written == 990
+    assert writer.stats.dead_letter_count == 10
+    letters = await DeadLetterFile(tmp_path / "dead_letters.jsonl").read()
+    assert sorted(letter.line for letter in letters) == sorted(
+        str(encode(p)) for p in points if p.fields["value"] == "oops"
+    )
+    assert all("field type conflict" in letter.reason for letter in letters)
+    assert {letter.database for letter in letters} == {database}
+
+
+async def test_a_refused_point_in_a_spooled_segment_is_isolated_exactly(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    """String fields with line breaks don't confuse the split of a segment read from disk."""
+    influxd.write("m value=1.0 1", database)
+    good = [
+        Point(p.measurement, p.tags, {**p.fields, "note": f'line\n"{i}"\\'}, p.time_ns)
+        for i, p in enumerate(make_points(9))
+    ]
+    bad = Point("m", {"entity_id": "sensor.x"}, {"value": "a\nb"}, T0 - 1)
+    spool = Spool(tmp_path / "spool")
+    await spool.append(encode_batch([*good[:4], bad, *good[4:]]), 10)
+
+    writer = make_writer(client.write, tmp_path, database)
+    writer.start()
+    await wait_until(lambda: writer.stats.dead_letter_count == 1)
+    await writer.stop()
+    assert writer.stats.points_written == 9
+    assert count_rows(influxd, database) == 1 + 9
+    (letter,) = await DeadLetterFile(tmp_path / "dead_letters.jsonl").read()
+    assert letter.line == encode(bad)
+
+
+async def test_an_unwritable_spool_keeps_points_in_memory_and_says_so(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    writer = PointWriter(
+        dead_client.write,
+        Spool(tmp_path / "file" / "spool"),
+        DeadLetterFile(tmp_path / "dead_letters.jsonl"),
+        database=database,
+        flush_interval=0.05,
+        retry=STAYS_OPEN,
+    )
+    writer.start()
+    for point in make_points(500):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spool_error is not None)
+    stats = writer.stats
+    assert stats.queue_depth == 500
+    assert stats.spooled_points == 0
+    assert stats.last_error is not None
+    assert "spool" in stats.last_error
+    await writer.stop()
+
+
+async def test_points_kept_in_memory_are_written_when_the_server_is_back(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    write = Switchable(dead_client)
+    writer = PointWriter(
+        write,
+        Spool(tmp_path / "file" / "spool"),
+        DeadLetterFile(tmp_path / "dead_letters.jsonl"),
+        database=database,
+        flush_interval=0.05,
+        retry=FAST,
+    )
+    writer.start()
+    for point in make_points(500):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spool_error is not None)
+    write.client = client
+    await wait_until(lambda: writer.stats.points_written == 500)
+    await writer.stop()
+    assert count_rows(influxd, database) == 500
+    assert writer.stats.points_dropped == 0
+
+
+async def test_a_full_spool_keeps_points_in_memory_and_reports_it(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    writer = PointWriter(
+        dead_client.write,
+        Spool(tmp_path / "spool", max_bytes=10_000),
+        DeadLetterFile(tmp_path / "dead_letters.jsonl"),
+        database=database,
+        batch_size=100,
+        flush_interval=0.05,
+        retry=STAYS_OPEN,
+    )
+    writer.start()
+    for point in make_points(1000):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spool_error is not None)
+    stats = writer.stats
+    assert "full" in (stats.spool_error or "")
+    assert 0 < stats.spooled_points < 1000
+    assert stats.spooled_points + stats.queue_depth == 1000
+    await writer.stop()
+
+
+async def test_a_point_that_cannot_be_encoded_costs_only_itself(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(client.write, tmp_path, database)
+    writer.start()
+    points = make_points(10)
+    points[3] = Point("m", {}, {"value": None}, points[3].time_ns)  # type: ignore[dict-item]
+    for point in points:
+        writer.enqueue(point)
+    await writer.stop()
+    assert writer.stats.points_dropped == 1
+    assert count_rows(influxd, database) == 9
+
+
+async def test_points_nobody_takes_are_counted_as_dropped(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    writer = PointWriter(
+        dead_client.write,
+        Spool(tmp_path / "file" / "spool"),
+        DeadLetterFile(tmp_path / "dead_letters.jsonl"),
+        database=database,
+        batch_size=100,
+        max_queue=100,
+        max_memory_points=300,
+        flush_interval=0.05,
+        retry=STAYS_OPEN,
+    )
+    writer.start()
+    for point in make_points(1000):
+        writer.enqueue(point)
+    assert writer.stats.points_dropped == 700
+    assert writer.stats.queue_depth == 300
+    await writer.stop()
+    assert writer.stats.points_dropped == 1000
+    assert writer.stats.queue_depth == 0
+
+
+async def test_rejected_credentials_spool_points_and_report_invalid_auth(
+    session: aiohttp.ClientSession, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    bad_client = make_client(session, influxd.url, database, password="wrong")
+    writer = make_writer(bad_client.write, tmp_path, database)
+    writer.start()
+    for point in make_points(100):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spooled_points == 100)
+    assert writer.stats.problem is ServerProblem.INVALID_AUTH
+    assert not writer.stats.connected
+    await writer.stop()
+
+
+async def test_a_missing_database_spools_points_and_is_reported(
+    session: aiohttp.ClientSession, influxd: InfluxServer, tmp_path: Path
+) -> None:
+    missing = make_client(session, influxd.url, "no_such_database")
+    writer = make_writer(missing.write, tmp_path, "no_such_database")
+    writer.start()
+    for point in make_points(100):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spooled_points == 100)
+    assert writer.stats.problem is ServerProblem.DATABASE_NOT_FOUND
+    await writer.stop()
+
+
+async def test_enqueue_never_awaits_and_stays_cheap(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    assert not inspect.iscoroutinefunction(PointWriter.enqueue)
+    writer = make_writer(client.write, tmp_path, database, max_queue=100_000)
+    writer.start()
+    points = make_points(50_000)
+    started = time.perf_counter()
+    for point in points:
+        writer.enqueue(point)
+    elapsed = time.perf_counter() - started
+    print(f"\nenqueue: {elapsed / len(points) * 1e9:.0f} ns per call")
+    await writer.stop()
+    assert count_rows(influxd, database) == 50_000
+
+
+async def test_no_more_than_concurrent_writes_are_in_flight(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    in_flight = 0
+    most = 0
+
+    async def slow_write(body: bytes) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        await client.write(body)
+        in_flight -= 1
+
+    writer = make_writer(slow_write, tmp_path, database, batch_size=100, concurrent_writes=2)
+    writer.start()
+    for point in make_points(1000):
+        writer.enqueue(point)
+    await writer.stop()
+    assert most == 2
+    assert count_rows(influxd, database) == 1000
+
+
+async def test_a_slow_server_makes_the_writer_spool_beyond_max_queue(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    seen: list[WriterStats] = []
+
+    async def slow_write(body: bytes) -> None:
+        await asyncio.sleep(0.05)
+        await client.write(body)
+
+    writer = make_writer(
+        slow_write,
+        tmp_path,
+        database,
+        batch_size=200,
+        max_queue=400,
+        concurrent_writes=1,
+        on_change=seen.append,
+    )
+    writer.start()
+    for point in make_points(3000):
+        writer.enqueue(point)
+        if writer.stats.queue_depth % 200 == 0:
+            await asyncio.sleep(0)
+    await wait_until(lambda: writer.stats.spooled_points == 0 and writer.stats.queue_depth == 0)
+    await writer.stop()
+    assert max(stats.spooled_points for stats in seen) > 0
+    assert max(stats.queue_depth for stats in seen) <= 3000
+    assert count_rows(influxd, database) == 3000
+
+
+async def test_stats_changes_are_coalesced(
+    client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    seen: list[WriterStats] = []
+    writer = make_writer(client.write, tmp_path, database, on_change=seen.append)
+    writer.start()
+    for point in make_points(5000):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 5000)
+    await writer.stop()
+    assert 0 < len(seen) < 50
+    assert seen[-1].points_written == 5000
+
+
+async def test_an_outage_is_logged_once_and_the_recovery_once(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="custom_components.ha_ingestor.writer")
+    write = Switchable(dead_client)
+    writer = make_writer(write, tmp_path, database, batch_size=100)
+    writer.start()
+    for point in make_points(1000):
+        writer.enqueue(point)
+    await wait_until(lambda: write.calls > 8)
+    write.client = client
+    await wait_until(lambda: writer.stats.points_written == 1000)
+    await writer.stop()
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert len([m for level, m in messages if "unavailable" in m and level == logging.WARNING]) == 1
+    assert (
+        len([m for level, m in messages if "available again" in m and level == logging.INFO]) == 1
+    )
+
+
+_name = st.text(st.sampled_from('ab "\\,= =\n\t#é'), min_size=1, max_size=8)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    points=st.lists(
+        st.builds(
+            Point,
+            measurement=_name,
+            tags=st.dictionaries(_name, _name, max_size=2),
+            fields=st.dictionaries(
+                _name,
+                st.one_of(
+                    st.text(st.characters(codec="utf-8"), max_size=20),
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.integers(-(2**63), 2**63 - 1),
+                    st.booleans(),
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+            time_ns=st.integers(-(2**62), 2**62),
+        ),
+        max_size=8,
+    )
+)
+def test_split_lines_undoes_encode_batch(points: list[Point]) -> None:
+    expected = [line.encode() for p in points if (line := encode(p)) is not None]
+    assert split_lines(encode_batch(points)) == expected
