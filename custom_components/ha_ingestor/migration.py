@@ -370,6 +370,8 @@ class MigrationController:
             dead_letter_path=self._storage_dir / "migration_dead_letter.jsonl",
         )
         outcome = await backfill.run()
+        if outcome is engine.BackfillOutcome.STOPPED:
+            return
         if outcome is engine.BackfillOutcome.PAUSE:
             await self._async_auto_pause()
         elif outcome is engine.BackfillOutcome.ROLLBACK:

@@ -36,7 +36,7 @@ SERVICE_VALIDATE_MIGRATION = "validate_migration"
 MAX_LIVE_EVENTS = 200_000
 MAX_HISTORY_DAYS = 3650
 
-_ENTRY = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
+_ENTRY: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
 
 GENERATE_SCHEMA = vol.Schema(
     {
