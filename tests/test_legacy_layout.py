@@ -8,15 +8,12 @@ text, ``None``/empty tags left out, the time as exact nanoseconds.
 import calendar
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-import importlib
-import importlib.util
 import math
-import sys
-import types
 from typing import Any
 
+from homeassistant.components import influxdb as core_influxdb
 from homeassistant.const import EVENT_STATE_CHANGED
-from homeassistant.core import Event, EventStateChangedData, State
+from homeassistant.core import Event, State
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
@@ -36,44 +33,23 @@ def auto_enable_custom_integrations() -> None:
     """Pure module: these tests need no Home Assistant instance."""
 
 
-def _core_influxdb() -> types.ModuleType:
-    """HA core's influxdb integration, importable without its v1 client library.
-
-    Only ``InfluxDBClient`` and ``exceptions`` are imported from it, and the converter under
-    test uses neither, so a stand-in is enough when the library is not installed.
-    """
-    if importlib.util.find_spec("influxdb") is None and "influxdb" not in sys.modules:
-        stand_in = types.ModuleType("influxdb")
-        stand_in.InfluxDBClient = object  # type: ignore[attr-defined]
-        stand_in.exceptions = types.SimpleNamespace(  # type: ignore[attr-defined]
-            InfluxDBClientError=Exception, InfluxDBServerError=Exception
-        )
-        sys.modules["influxdb"] = stand_in
-        try:
-            return importlib.import_module("homeassistant.components.influxdb")
-        finally:
-            del sys.modules["influxdb"]
-    return importlib.import_module("homeassistant.components.influxdb")
-
-
-CORE = _core_influxdb()
 CORE_MEASUREMENT_ATTRS = ("unit_of_measurement", "domain__device_class", "entity_id")
 
 
 def core_converter(
     options: Mapping[str, Any],
-) -> Callable[[Event[EventStateChangedData]], dict[str, Any] | None]:
+) -> Callable[[Event[Any]], dict[str, Any] | None]:
     """Core's converter, its config validated by core's own schema."""
     options = dict(options)
     measurement_attr = options.get("measurement_attr")
     if measurement_attr not in (None, *CORE_MEASUREMENT_ATTRS):
         # Core's schema allows three names, its code any attribute: bypass the schema there.
         del options["measurement_attr"]
-    conf = CORE.CONFIG_SCHEMA({"influxdb": options})["influxdb"]
+    conf = core_influxdb.CONFIG_SCHEMA({"influxdb": options})["influxdb"]
     if measurement_attr is not None:
         conf["measurement_attr"] = measurement_attr
-    converter: Callable[[Event[EventStateChangedData]], dict[str, Any] | None] = (
-        CORE._generate_event_to_json(conf)
+    converter: Callable[[Event[Any]], dict[str, Any] | None] = (
+        core_influxdb._generate_event_to_json(conf)
     )
     return converter
 
@@ -105,7 +81,7 @@ def comparable(point: Point | None) -> Any:
     return (point.measurement, dict(point.tags), fields, point.time_ns)
 
 
-def state_changed(state: State, time_fired: datetime = TIME_FIRED) -> Event[EventStateChangedData]:
+def state_changed(state: State, time_fired: datetime = TIME_FIRED) -> Event[Any]:
     return Event(
         EVENT_STATE_CHANGED,
         {"entity_id": state.entity_id, "old_state": None, "new_state": state},

@@ -8,6 +8,7 @@ import asyncio
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -67,6 +68,12 @@ _WINDOW_STEP: Final = 4
 # Repeated legacy records remembered per series (see Backfill).
 _MEMO_LIMIT: Final = 20_000
 PROGRESS_INTERVAL: Final = 0.5
+# Blocks (of up to one server chunk) read ahead of the conversion.
+_READ_AHEAD: Final = 4
+# Measurements read at the same time.
+_READERS: Final = 2
+# Rows converted between two turns of the event loop (a few milliseconds of work).
+_SLICE_ROWS: Final = 256
 
 # InfluxDB 1.x counts the points a partial write refused ("... dropped=12").
 _DROPPED = re.compile(r"dropped=(\d+)")
@@ -233,6 +240,10 @@ class _Window:
     abandoned: bool = False
 
 
+# A block of a window's points, or (window, None) once the window was read to its end.
+type _BlockItem = tuple[_Window, SeriesBlock | None]
+
+
 @dataclass(slots=True)
 class _Batch:
     lines: list[str] = field(default_factory=list)
@@ -310,8 +321,10 @@ class Backfill:
         self._windows: dict[str, int] = {}
         self._pending: deque[_Window] = deque()
         self._batch = _Batch()
-        self._memo: dict[tuple[object, ...], str] = {}
-        self._memo_series: tuple[str, Mapping[str, str], tuple[str, ...]] | None = None
+        # Measurement → (series, its remembered conversions), least recently used first.
+        self._memos: dict[
+            str, tuple[tuple[Mapping[str, str], tuple[str, ...]], dict[tuple[object, ...], str]]
+        ] = {}
         self._stop = asyncio.Event()
         self._decision = "continue"
         self._dirty = asyncio.Event()
@@ -359,10 +372,13 @@ class Backfill:
         try:
             await self._pipeline()
         except BaseExceptionGroup as group:
-            # Report what went wrong, not the task group around it.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            # Report what went wrong, not the task groups around it.
+            error: BaseException = group
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]
+            if error is group:
+                raise
+            raise error from None
         finally:
             if self._progress_timer is not None:
                 self._progress_timer.cancel()
@@ -424,105 +440,179 @@ class Backfill:
     # The pipeline
 
     async def _pipeline(self) -> None:
-        queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=self._concurrency)
+        # Reading, converting and writing overlap: the reader asks for the next window while
+        # earlier blocks are converted, and writes are in flight while conversion goes on.
+        blocks: asyncio.Queue[_BlockItem | None] = asyncio.Queue(maxsize=_READ_AHEAD)
+        batches: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=self._concurrency)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._save_loop())
-            writers = [group.create_task(self._write_loop(queue)) for _ in range(self._concurrency)]
-            await self._read_all(queue)
+            writers = [
+                group.create_task(self._write_loop(batches)) for _ in range(self._concurrency)
+            ]
+            reader = group.create_task(self._read_all(blocks))
+            await self._convert_all(blocks, batches)
+            # Stopping early leaves the reader waiting for room in the queue.
+            reader.cancel()
             for _ in writers:
-                await queue.put(None)
+                await batches.put(None)
             await asyncio.wait(writers)
             self._finished = True
             self._dirty.set()
 
-    async def _read_all(self, queue: asyncio.Queue[_Batch | None]) -> None:
+    async def _read_all(self, blocks: asyncio.Queue[_BlockItem | None]) -> None:
+        """Stream every window of every unfinished measurement into ``blocks``.
+
+        A few measurements are read at once, each oldest window first, so that one query's
+        round trips overlap another's data: histories hold many small measurements.
+        """
         checkpoints = self.state.checkpoints
-        order = sorted(
-            (name for name, checkpoint in checkpoints.items() if not checkpoint.done),
-            key=lambda name: (checkpoints[name].completed_until_ns, name),
+        todo = deque(
+            sorted(
+                (name for name, checkpoint in checkpoints.items() if not checkpoint.done),
+                key=lambda name: (checkpoints[name].completed_until_ns, name),
+            )
         )
-        for measurement in order:
-            checkpoint = checkpoints[measurement]
-            position = checkpoint.completed_until_ns
-            self._windows.setdefault(measurement, self._first_window(measurement))
-            while position < checkpoint.end_ns:
-                if self._stopping:
-                    return
-                end = min(position + self._windows[measurement], checkpoint.end_ns)
-                window = _Window(measurement, end)
-                self._pending.append(window)
-                try:
-                    await self._read_window(queue, window, position, end)
-                except CannotConnect as err:
-                    window.abandoned = window.closed = True
-                    self._commit()
-                    _LOGGER.warning(
-                        "Reading %s failed (%s); waiting for InfluxDB, then reading it again",
-                        measurement,
-                        err,
-                    )
-                    self._breaker.record_failure()
-                    # Smaller windows, in case the server gave up on a large one.
-                    self._windows[measurement] = max((end - position) // 2, _MIN_WINDOW_NS)
-                    await self._wait_for_server()
-                    continue
-                if self._stopping:
-                    return
-                window.closed = True
-                self._commit()
-                self._adapt(measurement, end - position, window.read)
-                position = end
-        if not self._stopping:
-            await self._emit(queue)
+
+        async def reader() -> None:
+            while todo and not self._stop.is_set():
+                await self._read_measurement(todo.popleft(), blocks)
+
+        async with asyncio.TaskGroup() as readers:
+            for _ in range(_READERS):
+                readers.create_task(reader())
+        await blocks.put(None)
+
+    async def _read_measurement(
+        self, measurement: str, blocks: asyncio.Queue[_BlockItem | None]
+    ) -> None:
+        checkpoint = self.state.checkpoints[measurement]
+        position = checkpoint.completed_until_ns
+        self._windows.setdefault(measurement, self._first_window(measurement))
+        while position < checkpoint.end_ns and not self._stop.is_set():
+            end = min(position + self._windows[measurement], checkpoint.end_ns)
+            window = _Window(measurement, end)
+            self._pending.append(window)
+            try:
+                read = await self._read_window(blocks, window, position, end)
+                if read == 0:
+                    # Skip the whole gap up to the next point in one go.
+                    window.end_ns = await self._next_point(measurement, end, checkpoint.end_ns)
+            except CannotConnect as err:
+                window.abandoned = True
+                await blocks.put((window, None))
+                _LOGGER.warning(
+                    "Reading %s failed (%s); waiting for InfluxDB, then reading it again",
+                    measurement,
+                    err,
+                )
+                self._breaker.record_failure()
+                # Smaller windows, in case the server gave up on a large one.
+                self._windows[measurement] = max((end - position) // 2, _MIN_WINDOW_NS)
+                await self._wait_for_server()
+                continue
+            await blocks.put((window, None))
+            if read:
+                self._adapt(measurement, end - position, read)
+            position = window.end_ns
 
     async def _read_window(
-        self, queue: asyncio.Queue[_Batch | None], window: _Window, start: int, end: int
-    ) -> None:
+        self, blocks: asyncio.Queue[_BlockItem | None], window: _Window, start: int, end: int
+    ) -> int:
+        """Queue the blocks of one window; return how many points they hold."""
         selects = self.state.config.selects if self.state.config.entities else None
+        read = 0
         async for block in self._client.read_series(
             window.measurement, start, end, self._source_db
         ):
             entity_id = legacy_entity_id(block.tags)
             if entity_id is None or (selects is not None and not selects(entity_id)):
                 continue  # optimized series in a shared database, or not selected
-            await self._copy(block, window, queue)
-            if self._stopping:
+            read += len(block.rows)
+            await blocks.put((window, block))
+        return read
+
+    async def _convert_all(
+        self, blocks: asyncio.Queue[_BlockItem | None], batches: asyncio.Queue[_Batch | None]
+    ) -> None:
+        while (item := await blocks.get()) is not None:
+            window, block = item
+            if block is None:
+                window.closed = True
+                self._commit()
+            else:
+                await self._copy(block, window, batches)
+            if self._stop.is_set():
                 return
+        await self._emit(batches)
+
+    async def _next_point(self, measurement: str, start: int, end: int) -> int:
+        """Time of the first point to copy in [start, end), or ``end`` when there is none."""
+        selects = self.state.config.selects
+        found = end
+        for name in STATE_FIELDS:
+            rows = await self._client.aggregate(
+                measurement,
+                name,
+                Aggregate.FIRST,
+                start_ns=start,
+                end_ns=end,
+                group_by=("domain", "entity_id"),
+                database=self._source_db,
+            )
+            for row in rows:
+                entity_id = legacy_entity_id(row.tags)
+                if entity_id is not None and selects(entity_id):
+                    found = min(found, row.time_ns)
+        return found
 
     async def _copy(
         self, block: SeriesBlock, window: _Window, queue: asyncio.Queue[_Batch | None]
     ) -> None:
         """The hot path: one row of a series at a time into the current batch."""
-        series = (block.measurement, block.tags, block.fields)
-        if series != self._memo_series:
-            self._memo.clear()
-            self._memo_series = series
-        memo = self._memo
+        memo = self._memo_for(block)
         batch_size = self._batch_size
         self._join(window)
         lines = self._batch.lines
         skipped = 0
-        for row in block.rows:
-            # Raw values as the server sent them: equal values convert to equal fields.
-            key = tuple(row[1:])
-            prefix = memo.get(key)
-            if prefix is None:
-                prefix = self._convert(block, row)
-                if len(memo) >= _MEMO_LIMIT:
-                    memo.clear()
-                memo[key] = prefix
-            if not prefix:
-                skipped += 1
-                continue
-            lines.append(f"{prefix} {row[0]}")
-            if len(lines) >= batch_size:
-                await self._emit(queue)
-                if self._stopping:
-                    return
-                self._join(window)
-                lines = self._batch.lines
+        rows = block.rows
+        for first in range(0, len(rows), _SLICE_ROWS):
+            for row in rows[first : first + _SLICE_ROWS]:
+                # Raw values as the server sent them: equal values convert to equal fields.
+                key = tuple(row[1:])
+                prefix = memo.get(key)
+                if prefix is None:
+                    prefix = self._convert(block, row)
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[key] = prefix
+                if not prefix:
+                    skipped += 1
+                    continue
+                lines.append(f"{prefix} {row[0]}")
+                if len(lines) >= batch_size:
+                    await self._emit(queue)
+                    if self._stop.is_set():
+                        return
+                    self._join(window)
+                    lines = self._batch.lines
+            # Converting is CPU work that never waits: let the loop serve the sockets (the
+            # next chunk, the next query, write answers) every few milliseconds.
+            await asyncio.sleep(0)
         window.read += len(block.rows)
         window.skipped += skipped
+
+    def _memo_for(self, block: SeriesBlock) -> dict[tuple[object, ...], str]:
+        """The remembered conversions of the block's series (kept for the few series being
+        read at once; another series of the same measurement starts afresh)."""
+        series = (block.tags, block.fields)
+        memos = self._memos
+        found = memos.pop(block.measurement, None)
+        if found is None or found[0] != series:
+            found = (series, {})
+        memos[block.measurement] = found
+        if len(memos) > 2 * _READERS:
+            del memos[next(iter(memos))]
+        return found[1]
 
     def _convert(self, block: SeriesBlock, row: Sequence[object]) -> str:
         """The optimized line of one row without its timestamp; "" when nothing is copied."""
@@ -561,7 +651,7 @@ class Backfill:
 
     async def _write_loop(self, queue: asyncio.Queue[_Batch | None]) -> None:
         while (batch := await queue.get()) is not None:
-            if self._stopping:
+            if self._stop.is_set():
                 continue  # its windows stay unrecorded and are copied again on resume
             try:
                 failed = await self._deliver(batch.lines, 0, len(batch.lines))
@@ -598,7 +688,7 @@ class Backfill:
         return []
 
     async def _write(self, body: bytes) -> None:
-        if self._stopping:
+        if self._stop.is_set():
             raise _Stopping
         await self._client.write(body, self._target_db)
 
@@ -612,20 +702,14 @@ class Backfill:
             return
 
     async def _ping(self) -> None:
-        if self._stopping:
+        if self._stop.is_set():
             raise _Stopping
         await self._client.ping()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when the run is stopping."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            pass
-
-    @property
-    def _stopping(self) -> bool:
-        return self._stop.is_set()
 
     # Accounting
 
@@ -874,11 +958,11 @@ class Validator:
             async for block in self._client.read_series(
                 measurement, start, end, self._source_db, where={"entity_id": object_ids}
             ):
-                entity = legacy_entity_id(block.tags)
-                if entity not in wanted:
+                legacy_id = legacy_entity_id(block.tags)
+                if legacy_id is None or legacy_id not in wanted:
                     continue
                 for point in block.points():
-                    expected[(entity, point.time_ns)] = self._transform(point)
+                    expected[(legacy_id, point.time_ns)] = self._transform(point)
         actual: dict[tuple[str, int], Point] = {}
         by_domain: dict[str, set[str]] = {}
         for entity in entities:
@@ -987,12 +1071,14 @@ class Validator:
             ),
         ]
         return tuple(
-            QueryTiming(
-                name=name,
-                legacy_ms=await self._median_ms(on_legacy),
-                optimized_ms=await self._median_ms(on_optimized),
-            )
-            for name, on_legacy, on_optimized in queries
+            [
+                QueryTiming(
+                    name=name,
+                    legacy_ms=await self._median_ms(on_legacy),
+                    optimized_ms=await self._median_ms(on_optimized),
+                )
+                for name, on_legacy, on_optimized in queries
+            ]
         )
 
     async def _median_ms(self, query: Callable[[], Awaitable[object]]) -> float:
@@ -1015,15 +1101,29 @@ def _group_by_day(sample: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
 
 
 async def optimized_series(client: InfluxClient, database: str) -> list[tuple[str, str]]:
-    """(measurement, full entity id) of every optimized-layout series in a database."""
-    found = []
+    """(measurement, full entity id) of every optimized-layout series holding data.
+
+    Found from the data (counts), not from the tag index: InfluxDB 1.x keeps listing a
+    dropped series' tag values.
+    """
+    found: set[tuple[str, str]] = set()
     for measurement in await client.measurements(database):
-        found.extend(
-            (measurement, entity_id)
-            for entity_id in await client.tag_values("entity_id", measurement, database)
-            if is_optimized_series(measurement, entity_id)
-        )
-    return found
+        for name in STATE_FIELDS:
+            rows = await client.aggregate(
+                measurement,
+                name,
+                Aggregate.COUNT,
+                start_ns=_ALL_TIME[0],
+                end_ns=_ALL_TIME[1],
+                group_by=("entity_id",),
+                database=database,
+            )
+            found.update(
+                (measurement, entity_id)
+                for row in rows
+                if is_optimized_series(measurement, entity_id := row.tags.get("entity_id", ""))
+            )
+    return sorted(found)
 
 
 async def rollback_target(

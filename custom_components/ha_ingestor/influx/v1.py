@@ -271,6 +271,9 @@ def _identity(value: Any) -> FieldValue:
 
 
 def _raise_query_error(text: str) -> None:
+    if "shutdown" in text:
+        # "query engine shutdown": the server is stopping; it will answer again.
+        raise CannotConnect(text)
     if "database not found" in text:
         raise DatabaseNotFound(text)
     if "authorized" in text or "authentication" in text:
