@@ -1,13 +1,16 @@
 """Live recording: state changes land in the real InfluxDB in the chosen layouts."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+import threading
 
 import aiohttp
 from homeassistant.core import HomeAssistant, State
+from homeassistant.helpers import area_registry as ar, entity_registry as er
 import pytest
 
+from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
 from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
 from custom_components.ha_ingestor.line_protocol import Point, sanitize_name
@@ -133,7 +136,7 @@ async def test_hostile_names_and_values_land_intact(
     hass.states.async_set(
         "sensor.odd_name_9",
         "on fire",
-        {"unit_of_measurement": "m³/h, \"q\"", "text": HOSTILE, "empty": ""},
+        {"unit_of_measurement": 'm³/h, "q"', "text": HOSTILE, "empty": ""},
     )
     assert await hass.config_entries.async_unload(entry.entry_id)
     (point,) = await read_all(influxd, database)
@@ -161,10 +164,81 @@ async def test_spool_left_at_shutdown_is_replayed_after_restart(
     # Home Assistant stops while InfluxDB is still down: the points go to the spool.
     assert await hass.config_entries.async_unload(entry.entry_id)
     spool = Path(hass.config.path("ha_ingestor", entry.entry_id, "spool-legacy-home"))
-    assert any(spool.iterdir()), "the unsent points must be on disk"
+    assert await hass.async_add_executor_job(lambda: any(spool.iterdir())), (
+        "the unsent points must be on disk"
+    )
     await hass.async_add_executor_job(own_influxd.start)
     assert count(own_influxd, "home", "kWh") == 0
 
     assert await hass.config_entries.async_setup(entry.entry_id)
     await eventually(hass, lambda: count(own_influxd, "home", "kWh") == 300, timeout=60)
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_listener_hands_states_over_and_conversion_runs_off_the_loop(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus listener only queues the state; points are built in the executor, per batch."""
+    threads: list[int] = []
+
+    def recording(original: Callable[..., Point | None]) -> Callable[..., Point | None]:
+        def point(self: object, state: State, time_fired: datetime) -> Point | None:
+            threads.append(threading.get_ident())
+            return original(self, state, time_fired)
+
+        return point
+
+    monkeypatch.setattr(LegacyLayout, "point", recording(LegacyLayout.point))
+    monkeypatch.setattr(OptimizedLayout, "point", recording(OptimizedLayout.point))
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("both")))
+    loop_thread = threading.get_ident()
+
+    for i in range(50):
+        hass.states.async_set("sensor.handed_over", str(i), {"unit_of_measurement": "W"})
+    assert threads == [], "the listener must not build points"
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert len(threads) == 2 * 50
+    assert loop_thread not in threads
+    assert count(influxd, database, "W") == 50
+    assert count(influxd, database, "sensor") == 50
+
+
+async def test_our_own_entities_are_not_recorded_even_when_registered_later(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    hass.states.async_set("sensor.becomes_ours", "1", {"unit_of_measurement": "W"})
+    hass.states.async_remove("sensor.becomes_ours")
+    registered = er.async_get(hass).async_get_or_create(
+        "sensor", DOMAIN, "becomes-ours", suggested_object_id="becomes_ours"
+    )
+    assert registered.entity_id == "sensor.becomes_ours"
+    hass.states.async_set("sensor.becomes_ours", "2", {"unit_of_measurement": "W"})
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert [p.fields["value"] for p in await read_all(influxd, database)] == [1.0]
+
+
+async def test_optimized_points_carry_the_area_at_the_time_of_the_change(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    areas = ar.async_get(hass)
+    kitchen, hall = areas.async_create("Kitchen"), areas.async_create("Hall")
+    entities = er.async_get(hass)
+    entity = entities.async_get_or_create("sensor", "demo", "moving", suggested_object_id="moving")
+    entities.async_update_entity(entity.entity_id, area_id=kitchen.id)
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("optimized")))
+
+    hass.states.async_set(entity.entity_id, "1")
+    entities.async_update_entity(entity.entity_id, area_id=hall.id)
+    hass.states.async_set(entity.entity_id, "2")
+    areas.async_update(hall.id, name="Hallway")
+    hass.states.async_set(entity.entity_id, "3")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    stored = sorted(await read_all(influxd, database), key=lambda p: p.time_ns)
+    assert [(p.fields["value"], p.tags.get("area")) for p in stored] == [
+        (1.0, "Kitchen"),
+        (2.0, "Hall"),
+        (3.0, "Hallway"),
+    ]

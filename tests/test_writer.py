@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 from pathlib import Path
+import threading
 import time
 from typing import Any, cast
 
@@ -381,6 +382,62 @@ async def test_a_point_that_cannot_be_encoded_costs_only_itself(
     await writer.stop()
     assert writer.stats.points_dropped == 1
     assert count_rows(influxd, database) == 9
+
+
+async def test_items_are_converted_and_encoded_in_a_worker_thread(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    points = make_points(2500)
+    threads: set[int] = set()
+
+    def to_point(index: int) -> Point:
+        threads.add(threading.get_ident())
+        return points[index]
+
+    writer = make_writer(client.write, tmp_path, database, to_point=to_point)
+    writer.start()
+    for index in range(len(points)):
+        writer.enqueue(index)
+    assert not threads, "enqueue must not convert"
+    await writer.stop()
+    assert threads
+    assert threading.get_ident() not in threads
+    assert count_rows(influxd, database) == 2500
+
+
+async def test_an_item_that_cannot_be_converted_costs_only_itself(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    points = make_points(10)
+
+    def to_point(index: int) -> Point:
+        if index == 3:
+            raise KeyError("no such thing")
+        return points[index]
+
+    writer = make_writer(client.write, tmp_path, database, to_point=to_point)
+    writer.start()
+    for index in range(len(points)):
+        writer.enqueue(index)
+    await writer.stop()
+    assert writer.stats.points_dropped == 1
+    assert "no such thing" in (writer.stats.last_error or "")
+    assert count_rows(influxd, database) == 9
+
+
+async def test_points_are_encoded_on_the_loop_once_the_executor_is_shut_down(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    """Home Assistant shuts its executor down late in stopping: slow then beats lost."""
+    writer = make_writer(client.write, tmp_path, database)
+    writer.start()
+    writer.enqueue(make_points(1)[0])
+    await wait_until(lambda: writer.stats.points_written == 1)
+    await asyncio.get_running_loop().shutdown_default_executor()
+    for point in make_points(1500):
+        writer.enqueue(point)
+    await writer.stop()
+    assert count_rows(influxd, database) == 1501
 
 
 async def test_points_nobody_takes_are_counted_as_dropped(

@@ -1,7 +1,9 @@
 """Live recording: every state change from the event bus, in one or both layouts.
 
-The event-bus callback only builds points and enqueues them; everything that can wait or
-fail (encoding, batching, retries, the spool) happens in the writers.
+The event-bus callback runs for every state change in Home Assistant, so it only looks up
+whether the entity is recorded and enqueues the state as it is (states are immutable). The
+writers turn states into points and line protocol in the executor, and do everything that can
+wait or fail (batching, retries, the spool).
 """
 
 from collections.abc import Callable, Mapping
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
 from homeassistant.helpers import (
     area_registry as ar,
     device_registry as dr,
@@ -20,9 +22,9 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.entityfilter import generate_filter
+from homeassistant.util.dt import utc_from_timestamp
 
 from .const import (
-    DOMAIN,
     CONF_ATTRIBUTE_ALLOWLIST,
     CONF_EXCLUDE_DOMAINS,
     CONF_EXCLUDE_ENTITIES,
@@ -31,6 +33,7 @@ from .const import (
     CONF_INCLUDE_ENTITIES,
     CONF_INCLUDE_GLOBS,
     CONF_WRITE_MODE,
+    DOMAIN,
     SECTION_INGESTION,
     SECTION_LEGACY,
     WriteMode,
@@ -39,14 +42,24 @@ from .influx import InfluxClient
 from .legacy_layout import LegacyLayout, LegacyOptions
 from .line_protocol import Point
 from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
+from .retry import RetryPolicy
 from .spool import DeadLetterFile, Spool
-from .writer import PointWriter, WriterStats
+from .writer import PointWriter, ToPoint, WriterStats
 
 _LOGGER = logging.getLogger(__name__)
 
 # Allow-list entries are "name" or "name:str" / "name:float"; a bare name keeps the type the
 # default allow-list gives it, else float.
 _TYPE_NAMES = {"str": "str", "string": "str", "float": "float", "number": "float"}
+
+# After an outage the live data should flow again within seconds; a probe while the server is
+# still down costs one failed request.
+LIVE_RETRY = RetryPolicy(cool_down=5.0)
+
+# What the listener hands to the writers: the new state, when its event was fired (a POSIX
+# timestamp; the datetime is made in the worker thread) and the entity's area at that moment
+# (the registries are read on the loop only).
+type StateChange = tuple[State, float, str | None]
 
 
 def allowed_attributes(names: list[str] | None) -> dict[str, str]:
@@ -94,6 +107,30 @@ def area_lookup(hass: HomeAssistant) -> Callable[[str], str | None]:
     return area_of
 
 
+def legacy_converter(layout: LegacyLayout) -> ToPoint[StateChange]:
+    """The legacy layout as a writer's converter of state changes."""
+
+    def to_point(change: StateChange) -> Point | None:
+        state, fired, _area = change
+        return layout.point(state, utc_from_timestamp(fired))
+
+    return to_point
+
+
+def optimized_converter(options: OptimizedOptions) -> ToPoint[StateChange]:
+    """The optimized layout as a writer's converter, with the area each state change carries."""
+    # The area is an input of the layout, so there is one layout per area (a handful).
+    layouts: dict[str | None, OptimizedLayout] = {}
+
+    def to_point(change: StateChange) -> Point | None:
+        state, fired, area = change
+        if (layout := layouts.get(area)) is None:
+            layout = layouts[area] = OptimizedLayout(options, lambda _entity_id: area)
+        return layout.point(state, utc_from_timestamp(fired))
+
+    return to_point
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IngestStats:
     """The writers' figures added up, for the ingest entities."""
@@ -126,7 +163,8 @@ class Ingestion:
         ingestion = options.get(SECTION_INGESTION, {})
         self.mode = WriteMode(ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY))
         self.legacy_layout = LegacyLayout(legacy_options(options))
-        self.optimized_layout = OptimizedLayout(optimized_options(options), area_lookup(hass))
+        self._area_of = area_lookup(hass)
+        self.optimized_layout = OptimizedLayout(optimized_options(options), self._area_of)
         self._filter = generate_filter(
             ingestion.get(CONF_INCLUDE_DOMAINS, []),
             ingestion.get(CONF_INCLUDE_ENTITIES, []),
@@ -135,15 +173,18 @@ class Ingestion:
             ingestion.get(CONF_INCLUDE_GLOBS, []),
             ingestion.get(CONF_EXCLUDE_GLOBS, []),
         )
+        # Entity id → whether its state changes are recorded, and its area; forgotten when the
+        # registries change.
+        self._entities: dict[str, tuple[bool, str | None]] = {}
         self.dead_letters = DeadLetterFile(storage_dir / "dead_letter.jsonl")
-        self._writers: dict[str, PointWriter] = {}
-        self._legacy: PointWriter | None = None
-        self._optimized: PointWriter | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._writers: dict[str, PointWriter[StateChange]] = {}
+        self._legacy: PointWriter[StateChange] | None = None
+        self._optimized: PointWriter[StateChange] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
         self._entity_registry = er.async_get(hass)
 
     @property
-    def writers(self) -> dict[str, PointWriter]:
+    def writers(self) -> dict[str, PointWriter[StateChange]]:
         """Running writers, keyed "layout:database"."""
         return dict(self._writers)
 
@@ -154,15 +195,19 @@ class Ingestion:
             self._legacy = self._writer(database, "legacy")
         if self.mode in (WriteMode.OPTIMIZED, WriteMode.BOTH):
             self._optimized = self._writer(database, "optimized")
-        self._unsubscribe = self._hass.bus.async_listen(
-            EVENT_STATE_CHANGED, self._async_state_changed
-        )
+        bus = self._hass.bus
+        self._unsubscribe = [
+            bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._async_entity_updated),
+            bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._async_device_updated),
+            bus.async_listen(ar.EVENT_AREA_REGISTRY_UPDATED, self._async_area_updated),
+            bus.async_listen(EVENT_STATE_CHANGED, self._async_state_changed),
+        ]
 
     async def async_stop(self) -> None:
         """Stop listening, then flush every writer (what can't be sent is spooled)."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         writers = list(self._writers.values())
         self._writers.clear()
         self._legacy = self._optimized = None
@@ -213,20 +258,27 @@ class Ingestion:
             problems=tuple(sorted({s.problem.value for s in stats if s.problem})),
         )
 
-    def _writer(self, database: str, layout: str) -> PointWriter:
+    def _writer(self, database: str, layout: str) -> PointWriter[StateChange]:
         key = f"{layout}:{database}"
+        to_point = (
+            legacy_converter(self.legacy_layout)
+            if layout == "legacy"
+            else optimized_converter(self.optimized_layout.options)
+        )
         writer = PointWriter(
             functools.partial(self._client.write, database=database),
             Spool(self._storage_dir / f"spool-{layout}-{_safe(database)}"),
             self.dead_letters,
             database=database,
+            retry=LIVE_RETRY,
             on_change=self._stats_changed,
+            to_point=to_point,
         )
         self._writers[key] = writer
         writer.start()
         return writer
 
-    async def _retire(self, writer: PointWriter) -> None:
+    async def _retire(self, writer: PointWriter[StateChange]) -> None:
         for key, running in list(self._writers.items()):
             if running is writer:
                 del self._writers[key]
@@ -239,23 +291,49 @@ class Ingestion:
 
     @callback
     def _async_state_changed(self, event: Event[EventStateChangedData]) -> None:
+        # Every state change in Home Assistant comes through here: a dict lookup and a queue
+        # append, nothing more; the writers convert and encode in the executor.
         state = event.data["new_state"]
-        if state is None or not self._filter(state.entity_id):
+        if state is None:
             return
+        entity = self._entities.get(state.entity_id)
+        if entity is None:
+            entity = self._entities[state.entity_id] = self._look_up(state.entity_id)
+        recorded, area = entity
+        if not recorded:
+            return
+        change = (state, event.time_fired_timestamp, area)
+        if self._legacy is not None:
+            self._legacy.enqueue(change)
+        if self._optimized is not None:
+            self._optimized.enqueue(change)
+
+    def _look_up(self, entity_id: str) -> tuple[bool, str | None]:
+        """Whether an entity's state changes are recorded, and its area."""
+        if not self._filter(entity_id):
+            return False, None
         # Our own sensors change whenever points are written; recording them would feed back.
-        registered = self._entity_registry.async_get(state.entity_id)
+        registered = self._entity_registry.async_get(entity_id)
         if registered is not None and registered.platform == DOMAIN:
-            return
-        time_fired = event.time_fired
-        point: Point | None
-        if self._legacy is not None and (
-            point := self.legacy_layout.point(state, time_fired)
-        ) is not None:
-            self._legacy.enqueue(point)
-        if self._optimized is not None and (
-            point := self.optimized_layout.point(state, time_fired)
-        ) is not None:
-            self._optimized.enqueue(point)
+            return False, None
+        return True, self._area_of(entity_id)
+
+    @callback
+    def _async_entity_updated(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+        data = event.data
+        self._entities.pop(data["entity_id"], None)
+        if data["action"] == "update" and "old_entity_id" in data:
+            self._entities.pop(data["old_entity_id"], None)
+
+    @callback
+    def _async_device_updated(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+        data = event.data
+        if data["action"] == "update" and "area_id" in data["changes"]:
+            self._entities.clear()  # the areas of its entities may have changed
+
+    @callback
+    def _async_area_updated(self, _event: Event[ar.EventAreaRegistryUpdatedData]) -> None:
+        self._entities.clear()  # an area was renamed or removed
 
 
 def _safe(name: str) -> str:

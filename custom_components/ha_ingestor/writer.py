@@ -2,7 +2,9 @@
 
 There is no Home Assistant here. The integration calls :meth:`PointWriter.enqueue` from its
 event-bus listener and shows :class:`WriterStats` as entities; one writer serves one target
-database (dual-write means two writers, each with its own spool directory).
+database (dual-write means two writers, each with its own spool directory). What is enqueued
+may be raw items that a converter turns into points: converting and encoding run in the loop's
+default executor, one call per batch, so the event loop itself only queues, routes and sends.
 """
 
 import asyncio
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 import logging
 import re
+from typing import cast
 
 from .influx.errors import CannotConnect, DatabaseNotFound, InvalidAuth, PointsRejected
 from .line_protocol import Point, encode
@@ -23,6 +26,8 @@ _LOGGER = logging.getLogger(__name__)
 
 type WriteFunction = Callable[[bytes], Awaitable[None]]
 type StatsListener = Callable[[WriterStats], None]
+# Turns an enqueued item into its point, or None when there is nothing to write.
+type ToPoint[T] = Callable[[T], Point | None]
 
 # How long to leave the spool alone after it failed, before trying it again.
 SPOOL_RETRY_SECONDS = 10.0
@@ -88,6 +93,36 @@ def split_lines(body: bytes) -> list[bytes]:
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    body: bytes
+    lines: list[bytes]
+    failures: list[tuple[str, Exception]]  # the lost item's repr, and why
+
+
+def _encode_items[T](items: list[T], to_point: ToPoint[T]) -> _Encoded:
+    """Convert and encode one batch; runs in a worker thread, so it touches no writer state."""
+    lines: list[bytes] = []
+    failures: list[tuple[str, Exception]] = []
+    for item in items:
+        try:
+            point = to_point(item)
+            line = None if point is None else encode(point)
+        except Exception as err:  # a value with no encoding, or a bug: lose this item only
+            failures.append((repr(item), err))
+            continue
+        if line is not None:
+            lines.append(line.encode())
+    # Often the last references to the items (a state the state machine has since replaced):
+    # freeing them here spares the event loop that work.
+    items.clear()
+    return _Encoded(b"\n".join(lines), lines, failures)
+
+
+def _itself(point: Point) -> Point:
+    return point
+
+
 @dataclass(slots=True)
 class _Chunk:
     """Part of a batch that goes to the server in one write."""
@@ -117,10 +152,12 @@ class _Route(Enum):
     WAIT = "wait"
 
 
-class PointWriter:
+class PointWriter[T = Point]:
     """Batches points and writes them, never blocking the caller and never silently losing any.
 
-    - ``enqueue`` is synchronous and O(1): safe to call from an event-bus callback.
+    - ``enqueue`` is synchronous and O(1): safe to call from an event-bus callback. It takes
+      points, or items of any kind when a ``to_point`` converter is given; the converter runs
+      in the loop's default executor, a batch at a time, so it must be thread-safe.
     - A batch goes out when ``batch_size`` points are queued or ``flush_interval`` seconds after
       the first of them, with up to ``concurrent_writes`` writes in flight.
     - CannotConnect is retried with the policy's backoff; once its circuit breaker opens, and
@@ -157,6 +194,7 @@ class PointWriter:
         spool_interval: float = 30.0,
         stats_interval: float = 1.0,
         on_change: StatsListener | None = None,
+        to_point: ToPoint[T] | None = None,
     ) -> None:
         if batch_size < 1 or concurrent_writes < 1 or max_queue < batch_size:
             raise ValueError(
@@ -176,11 +214,12 @@ class PointWriter:
         self._spool_interval = max(spool_interval, flush_interval)
         self._stats_interval = stats_interval
         self._on_change = on_change
+        self._to_point = to_point if to_point is not None else cast(ToPoint[T], _itself)
 
-        self._queue: deque[Point] = deque()
+        self._queue: deque[T] = deque()
         self._queue_since: float | None = None
         self._batched_points = 0  # in memory batches: in flight or held
-        self._held: deque[_Batch] = deque()  # memory batches the spool could not take
+        self._held: deque[_Batch] = deque()  # memory batches waiting for the spool or a slot
         self._inflight: set[asyncio.Task[None]] = set()
         self._spool_inflight = 0
         self._claimed: set[int] = set()  # sequences of segments being delivered
@@ -221,13 +260,13 @@ class PointWriter:
             last_error=self._last_error,
         )
 
-    def enqueue(self, point: Point) -> None:
-        """Queue one point for writing; never blocks and never does I/O."""
+    def enqueue(self, item: T) -> None:
+        """Queue one point (or item to convert) for writing; never blocks and never does I/O."""
         if self._closed or len(self._queue) + self._batched_points >= self._max_memory_points:
             self._drop_new_point()
             return
         queue = self._queue
-        queue.append(point)
+        queue.append(item)
         # Wake the dispatcher for the first point (to start the flush timer) and for full
         # batches; in between it sleeps.
         if len(queue) == 1 or len(queue) >= self._batch_size:
@@ -381,13 +420,20 @@ class PointWriter:
                 and now < self._queue_since + self._partial_delay()
             ):
                 return
+            if self._route() is _Route.WAIT:
+                return
+            left = len(self._queue) > self._batch_size
+            batch = await self._take_batch()
+            # What arrived while the batch was being encoded starts its own flush timer.
+            self._queue_since = now if left else None
+            if batch is None:
+                continue
+            # The server, the spool or the memory use may have changed meanwhile.
             route = self._route()
             if route is _Route.WAIT:
+                self._held.append(batch)
                 return
-            batch = self._take_batch()
-            self._queue_since = now if self._queue else None
-            if batch is not None:
-                await self._send_or_spool(batch, route)
+            await self._send_or_spool(batch, route)
         self._queue_since = None
 
     def _partial_delay(self) -> float:
@@ -403,25 +449,41 @@ class PointWriter:
             return _Route.DIVERT
         return _Route.WAIT
 
-    def _take_batch(self) -> _Batch | None:
+    async def _take_batch(self) -> _Batch | None:
         pop = self._queue.popleft
-        lines = []
-        for _ in range(min(self._batch_size, len(self._queue))):
-            point = pop()
-            try:
-                line = encode(point)
-            except (AttributeError, TypeError, ValueError) as err:
-                # A value of a type line protocol has no encoding for: lose this point only.
-                self._points_dropped += 1
-                self._set_error(f"cannot encode {point!r}: {err}")
-                _LOGGER.error("Dropping a point that cannot be encoded (%s): %r", err, point)
-                continue
-            if line is not None:
-                lines.append(line.encode())
-        if not lines:
+        taken = min(self._batch_size, len(self._queue))
+        items = [pop() for _ in range(taken)]
+        # Counted as in memory while a worker thread encodes them.
+        self._batched_points += taken
+        encoded = await self._off_loop(_encode_items, items, self._to_point)
+        self._batched_points -= taken - len(encoded.lines)
+        for item, err in encoded.failures:
+            self._points_dropped += 1
+            self._set_error(f"cannot encode {item}: {err}")
+            # A value line protocol has no encoding for is expected; anything else is a bug.
+            expected = isinstance(err, (AttributeError, TypeError, ValueError))
+            _LOGGER.error(
+                "Dropping a point that cannot be encoded (%s): %s",
+                err,
+                item,
+                exc_info=None if expected else err,
+            )
+        if not encoded.lines:
             return None
-        self._batched_points += len(lines)
-        return _Batch(deque([_Chunk(b"\n".join(lines), len(lines), lines)]))
+        return _Batch(deque([_Chunk(encoded.body, len(encoded.lines), encoded.lines)]))
+
+    async def _off_loop[*Ts, R](self, function: Callable[[*Ts], R], *args: *Ts) -> R:
+        """Run CPU-heavy work in the loop's default executor.
+
+        Once the executor is shut down (Home Assistant stopping) the work runs here instead:
+        slow beats lost.
+        """
+        assert self._loop is not None
+        try:
+            future = self._loop.run_in_executor(None, function, *args)
+        except RuntimeError:
+            return function(*args)
+        return await future
 
     async def _send_or_spool(self, batch: _Batch, route: _Route) -> None:
         if route is _Route.DELIVER:
@@ -521,7 +583,9 @@ class PointWriter:
             try:
                 await self._write(chunk.body)
             except PointsRejected as err:
-                lines = chunk.lines if chunk.lines is not None else split_lines(chunk.body)
+                lines = chunk.lines
+                if lines is None:  # a spooled segment: parse it off the loop, it can be big
+                    lines = await self._off_loop(split_lines, chunk.body)
                 chunks.popleft()
                 batch.progressed = True
                 if len(lines) <= 1:
