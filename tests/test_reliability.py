@@ -1,0 +1,444 @@
+"""Faults against the real influxd: kills, stalls, late answers, 500s, refusals, a broken spool,
+an abrupt stop. Whatever happens, every state change ends up in InfluxDB exactly once.
+
+The writers run with a compressed retry policy (probes every half second instead of every
+thirty) so that outages play out in seconds; the policy's logic is the product's own.
+Server misbehaviour that influxd cannot produce by itself comes from :class:`FaultyProxy`, a
+small HTTP reverse proxy on 127.0.0.1 placed between the integration and influxd.
+"""
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+import contextlib
+from enum import StrEnum
+import functools
+from pathlib import Path
+import time
+
+from aiohttp import ClientSession, web
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
+import orjson
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ha_ingestor import connection, ingest
+from custom_components.ha_ingestor.influx import ServerSettings
+from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.writer import PointWriter
+
+from .helpers import count, entry_for, eventually, ingest_options, setup_entry
+from .influx_server import InfluxServer, free_port, running_influxd
+
+# Probes every half second once three writes in a row failed.
+FAST = RetryPolicy(backoff=Backoff(base=0.05, maximum=0.3), failure_threshold=3, cool_down=0.5)
+# A write that has no answer after this many seconds has failed (the product default is 30).
+CLIENT_TIMEOUT = 1.0
+
+
+class Fault(StrEnum):
+    """How the proxy treats the next request."""
+
+    NONE = "none"  # forward and answer
+    STALL = "stall"  # never forward, never answer (until healed, then 503 to nobody)
+    LATE = "late"  # forward (the server stores the points) but answer after the timeout
+    ERROR_500 = "error_500"  # answer 500 without forwarding
+
+
+class FaultyProxy:
+    """An HTTP reverse proxy in front of influxd that misbehaves on demand, per request."""
+
+    def __init__(self, upstream: str, *, late_seconds: float = 3 * CLIENT_TIMEOUT) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = free_port()
+        self._fault = Fault.NONE
+        self.late_seconds = late_seconds
+        self._released = asyncio.Event()  # set unless stalling
+        self._released.set()
+        self._closed = asyncio.Event()
+        self.seen: Counter[tuple[Fault, str]] = Counter()
+        self._session: ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=0)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._session = ClientSession()
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    @property
+    def fault(self) -> Fault:
+        return self._fault
+
+    @fault.setter
+    def fault(self, fault: Fault) -> None:
+        self._fault = fault
+        if fault is Fault.STALL:
+            self._released.clear()
+        else:
+            self._released.set()
+
+    async def stop(self) -> None:
+        self._closed.set()
+        self._released.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    def writes(self, fault: Fault) -> int:
+        """How many /write requests met ``fault``."""
+        return self.seen[(fault, "/write")]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        fault = self.fault
+        self.seen[(fault, request.path)] += 1
+        body = await request.read()
+        if fault is Fault.ERROR_500:
+            return web.json_response({"error": "injected failure"}, status=500)
+        if fault is Fault.STALL:
+            # Until healed (or closed); then the client that asked has long given up.
+            await self._released.wait()
+            return web.Response(status=503)
+        response = await self._forward(request, body)
+        if fault is Fault.LATE:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.late_seconds):
+                    await self._closed.wait()
+        return response
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+        assert self._session is not None
+        headers = {
+            key: value
+            for key, value in request.headers.items()
+            if key.lower() in ("authorization", "content-type")
+        }
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=body, headers=headers
+        ) as upstream:
+            content = await upstream.read()
+            passed = {
+                key: value
+                for key, value in upstream.headers.items()
+                if key.lower() in ("content-type", "x-influxdb-version")
+            }
+            return web.Response(status=upstream.status, body=content, headers=passed)
+
+
+@pytest.fixture(autouse=True)
+def fast_recovery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers retry and probe quickly, and the client gives up on a write after a second."""
+    monkeypatch.setattr(
+        ingest,
+        "PointWriter",
+        functools.partial(PointWriter, retry=FAST, spool_interval=1.0, stats_interval=0.1),
+    )
+    monkeypatch.setattr(
+        connection, "ServerSettings", functools.partial(ServerSettings, timeout=CLIENT_TIMEOUT)
+    )
+
+
+@pytest.fixture
+def own_influxd() -> Iterator[InfluxServer]:
+    """A server this test may kill and start without disturbing the others."""
+    with running_influxd(auth=True) as server:
+        server.create_database("home")
+        yield server
+
+
+@pytest.fixture
+async def proxy(influxd: InfluxServer) -> AsyncIterator[FaultyProxy]:
+    proxy = FaultyProxy(influxd.url)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+def proxied_entry(proxy: FaultyProxy, influxd: InfluxServer, database: str) -> MockConfigEntry:
+    entry = entry_for(influxd, database, ingest_options("legacy"))
+    return MockConfigEntry(
+        domain=entry.domain,
+        title=entry.title,
+        data={**entry.data, "url": proxy.url},
+        options=entry.options,
+        unique_id=f"{proxy.url}/{database}",
+    )
+
+
+def entity_id(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
+    return next(
+        e.entity_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if e.translation_key == key
+    )
+
+
+def state_of(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
+    return hass.states.get(entity_id(hass, entry, key)).state
+
+
+def record_states(hass: HomeAssistant, entity: str) -> list[str]:
+    """The states ``entity`` takes from now on, in order."""
+    seen: list[str] = []
+
+    @callback
+    def _changed(event: Event[EventStateChangedData]) -> None:
+        if event.data["new_state"] is not None:
+            seen.append(event.data["new_state"].state)
+
+    async_track_state_change_event(hass, entity, _changed)
+    return seen
+
+
+def values(influxd: InfluxServer, database: str, measurement: str, where: str = "") -> list[float]:
+    """Every stored ``value`` of a measurement, sorted."""
+    query = f'SELECT "value" FROM "{measurement}"' + (f" WHERE {where}" if where else "")
+    found: list[float] = []
+    for series in influxd.series(query, database):
+        found += [row[1] for row in series["values"]]  # type: ignore[index]
+    return sorted(found)
+
+
+async def fire(
+    hass: HomeAssistant, entity: str, numbers: range, unit: str = "W", pause: float = 0.01
+) -> None:
+    """One state change per number, pausing every 25 like a stream of real devices."""
+    for number in numbers:
+        hass.states.async_set(entity, str(number), {"unit_of_measurement": unit})
+        if number % 25 == 0:
+            await asyncio.sleep(pause)
+
+
+def spool_files(hass: HomeAssistant, entry: MockConfigEntry) -> list[Path]:
+    root = Path(hass.config.path("ha_ingestor", entry.entry_id))
+    return sorted(p for p in root.glob("spool-*/*") if p.is_file())
+
+
+# Server killed and restarted.
+
+
+async def test_every_point_lands_once_when_influxd_is_killed_three_times(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    entry = await setup_entry(hass, entry_for(own_influxd, "home", ingest_options("both")))
+    connection_states = record_states(hass, entity_id(hass, entry, "influxdb_connected"))
+    per_entity = 600
+    entities = ("sensor.power_a", "sensor.power_b", "sensor.power_c")
+    producers = [
+        asyncio.create_task(fire(hass, entity, range(per_entity), pause=0.15))
+        for entity in entities
+    ]
+    for _ in range(3):
+        await asyncio.sleep(0.4)
+        await hass.async_add_executor_job(own_influxd.kill)
+        await asyncio.sleep(0.6)
+        await hass.async_add_executor_job(own_influxd.start)
+    await asyncio.gather(*producers)
+
+    total = per_entity * len(entities)
+    await eventually(hass, lambda: count(own_influxd, "home", "W") == total, timeout=60)
+    await eventually(hass, lambda: count(own_influxd, "home", "sensor") == total, timeout=60)
+    for entity in entities:
+        object_id = entity.split(".")[1]
+        expected = [float(n) for n in range(per_entity)]
+        assert values(own_influxd, "home", "W", f"entity_id = '{object_id}'") == expected
+        assert values(own_influxd, "home", "sensor", f"entity_id = '{entity}'") == expected
+    # The kills did hit writes in flight (the sensor saw it), and nothing was dropped.
+    assert STATE_OFF in connection_states
+    assert connection_states[-1] == STATE_ON
+    assert entry.runtime_data.ingestion.stats.points_dropped == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert spool_files(hass, entry) == []
+
+
+# Server too slow to answer.
+
+
+async def test_writes_that_time_out_are_spooled_and_land_once_when_the_server_answers_again(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
+) -> None:
+    entry = await setup_entry(hass, proxied_entry(proxy, influxd, database))
+    ingestion = entry.runtime_data.ingestion
+    proxy.fault = Fault.STALL
+    await fire(hass, "sensor.slow", range(200))
+
+    # Three timed-out writes open the circuit: the batch goes to the disk spool.
+    await eventually(hass, lambda: ingestion.stats.spooled_points == 200, timeout=30)
+    assert proxy.writes(Fault.STALL) >= FAST.failure_threshold
+    assert not ingestion.stats.connected
+    assert count(influxd, database, "W") == 0
+
+    proxy.fault = Fault.NONE
+    await eventually(hass, lambda: count(influxd, database, "W") == 200, timeout=30)
+    await eventually(hass, lambda: ingestion.stats.spooled_points == 0)
+    assert values(influxd, database, "W") == [float(n) for n in range(200)]
+    assert ingestion.stats.points_dropped == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_points_stored_but_answered_too_late_are_resent_without_duplicates(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
+) -> None:
+    entry = await setup_entry(hass, proxied_entry(proxy, influxd, database))
+    ingestion = entry.runtime_data.ingestion
+    proxy.fault = Fault.LATE
+    await fire(hass, "sensor.late", range(150))
+
+    # The server stored the points, but the writer never heard so and keeps them.
+    await eventually(hass, lambda: ingestion.stats.spooled_points == 150, timeout=30)
+    assert count(influxd, database, "W") == 150
+    assert ingestion.stats.points_written == 0
+
+    proxy.fault = Fault.NONE
+    await eventually(hass, lambda: ingestion.stats.points_written == 150, timeout=30)
+    assert values(influxd, database, "W") == [float(n) for n in range(150)]
+    assert ingestion.stats.spooled_points == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# Server errors.
+
+
+async def test_http_500s_switch_the_connection_sensor_off_and_on_and_lose_nothing(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
+) -> None:
+    entry = await setup_entry(hass, proxied_entry(proxy, influxd, database))
+    assert state_of(hass, entry, "influxdb_connected") == STATE_ON
+    proxy.fault = Fault.ERROR_500
+    await fire(hass, "sensor.error", range(300))
+
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_OFF)
+    await eventually(hass, lambda: proxy.writes(Fault.ERROR_500) >= FAST.failure_threshold)
+    assert count(influxd, database, "W") == 0
+
+    proxy.fault = Fault.NONE
+    await eventually(hass, lambda: count(influxd, database, "W") == 300, timeout=30)
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_ON)
+    assert values(influxd, database, "W") == [float(n) for n in range(300)]
+    assert entry.runtime_data.ingestion.stats.points_dropped == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# Points the server refuses.
+
+
+async def test_refused_points_go_to_the_dead_letter_file_and_the_rest_land(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    # "value" is already a string in measurement W, so every float value there is refused.
+    seed_ns = time.time_ns() - 60_000_000_000
+    influxd.write(f'W,domain=sensor,entity_id=seed value="text" {seed_ns}', database)
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("legacy")))
+    for number in range(50):
+        if number % 5 < 2:  # 20 refused, interleaved with 30 good ones in the same batches
+            hass.states.async_set("sensor.power", str(number), {"unit_of_measurement": "W"})
+        else:
+            hass.states.async_set("sensor.energy", str(number), {"unit_of_measurement": "kWh"})
+
+    await eventually(hass, lambda: state_of(hass, entry, "dead_letter_count") == "20")
+    assert values(influxd, database, "kWh") == [float(n) for n in range(50) if n % 5 >= 2]
+    assert count(influxd, database, "W") == 1  # only the seed
+    path = Path(hass.config.path("ha_ingestor", entry.entry_id, "dead_letter.jsonl"))
+    content = await hass.async_add_executor_job(path.read_bytes)
+    records = [orjson.loads(line) for line in content.splitlines()]
+    assert len(records) == 20
+    assert {r["database"] for r in records} == {database}
+    assert all("field type conflict" in r["reason"] for r in records)
+    refused = sorted(float(r["line"].split(" ")[1].removeprefix("value=")) for r in records)
+    assert refused == [float(n) for n in range(50) if n % 5 < 2]
+    assert all(r["line"].startswith("W,domain=sensor,entity_id=power ") for r in records)
+    assert entry.runtime_data.ingestion.stats.points_written == 30
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# The spool can't be written.
+
+
+async def test_unwritable_spool_keeps_points_in_memory_and_says_so(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    entry = entry_for(own_influxd, "home", ingest_options("legacy"))
+    storage = Path(hass.config.path("ha_ingestor", entry.entry_id))
+
+    def block_the_spool() -> None:
+        # A regular file where the spool directory should be: root or not, nothing goes in.
+        storage.mkdir(parents=True)
+        (storage / "spool-legacy-home").write_text("in the way")
+
+    await hass.async_add_executor_job(block_the_spool)
+    await setup_entry(hass, entry)
+    ingestion = entry.runtime_data.ingestion
+    (writer,) = ingestion.writers.values()
+    assert "spool-legacy-home" in (writer.stats.spool_error or "")
+    assert "spool-legacy-home" in (ingestion.stats.last_error or "")
+
+    await hass.async_add_executor_job(own_influxd.stop)
+    await fire(hass, "sensor.held", range(120))
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_OFF)
+    await eventually(hass, lambda: state_of(hass, entry, "write_queue_depth") == "120")
+    assert state_of(hass, entry, "spooled_points") == "0"
+    assert "cannot_connect" in (ingestion.stats.last_error or "")
+    assert writer.stats.spool_error is not None
+
+    await hass.async_add_executor_job(own_influxd.start)
+    await eventually(hass, lambda: count(own_influxd, "home", "W") == 120, timeout=30)
+    await eventually(hass, lambda: state_of(hass, entry, "write_queue_depth") == "0")
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_ON)
+    assert values(own_influxd, "home", "W") == [float(n) for n in range(120)]
+    assert ingestion.stats.points_dropped == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# Home Assistant stops abruptly.
+
+
+async def test_spool_left_by_an_abrupt_stop_is_replayed_exactly_once(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    entry = await setup_entry(hass, entry_for(own_influxd, "home", ingest_options("legacy")))
+    ingestion = entry.runtime_data.ingestion
+    await hass.async_add_executor_job(own_influxd.stop)
+    await fire(hass, "sensor.crash", range(250))
+    await eventually(
+        hass,
+        lambda: ingestion.stats.spooled_points == 250 and ingestion.stats.queue_depth == 0,
+        timeout=30,
+    )
+
+    # The crash: the writer tasks die where they stand, nothing is flushed or spooled on top.
+    writers = [t for t in asyncio.all_tasks() if t.get_name().startswith("ha_ingestor writer")]
+    assert writers
+    for task in writers:
+        task.cancel()
+    await asyncio.gather(*writers, return_exceptions=True)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    segments = spool_files(hass, entry)
+    assert sum(int(p.name.split("-")[1].split(".")[0]) for p in segments) == 250
+    # A segment the crash interrupted mid-write is never replayed.
+    torn = segments[0].with_name("000000999999-1.lp.tmp")
+    await hass.async_add_executor_job(
+        torn.write_bytes, b"W,domain=sensor,entity_id=torn value=1 1700000000000000000"
+    )
+
+    await hass.async_add_executor_job(own_influxd.start)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await eventually(hass, lambda: count(own_influxd, "home", "W") == 250, timeout=30)
+    await eventually(hass, lambda: not spool_files(hass, entry))
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    # A second start finds nothing left to replay.
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert values(own_influxd, "home", "W") == [float(n) for n in range(250)]
+    assert entry.state is ConfigEntryState.NOT_LOADED
