@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_completes_a_migration_with_full_integrity() -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "demo.py"),

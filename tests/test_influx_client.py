@@ -190,7 +190,7 @@ T0 = 19_700 * DAY
 
 SAMPLE = "\n".join(
     [
-        f"°C,domain=sensor,entity_id=kitchen value=20.5,friendly_name_str=\"K\" {T0 + 1}",
+        f'°C,domain=sensor,entity_id=kitchen value=20.5,friendly_name_str="K" {T0 + 1}',
         f"°C,domain=sensor,entity_id=kitchen value=21.5 {T0 + HOUR + 2}",
         f"°C,domain=sensor,entity_id=kitchen value=23.0 {T0 + DAY + 3}",
         f"°C,domain=sensor,entity_id=hall value=18.0 {T0 + 4}",
@@ -201,8 +201,11 @@ SAMPLE = "\n".join(
 ).encode()
 
 
-def by_group(rows: list[AggregateRow]) -> dict[tuple[str, tuple[tuple[str, str], ...]], list]:
-    result: dict[tuple[str, tuple[tuple[str, str], ...]], list] = {}
+type Groups = dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[int, object]]]
+
+
+def by_group(rows: list[AggregateRow]) -> Groups:
+    result: Groups = {}
     for row in rows:
         key = (row.measurement, tuple(sorted(row.tags.items())))
         result.setdefault(key, []).append((row.time_ns, row.value))
@@ -313,9 +316,7 @@ async def test_aggregate_mean_per_hour(client: InfluxClient) -> None:
 
 async def test_aggregate_first_and_last_give_the_point_times(client: InfluxClient) -> None:
     await client.write(SAMPLE)
-    first = await client.aggregate(
-        "°C", "value", Aggregate.FIRST, start_ns=0, end_ns=T0 + 10 * DAY
-    )
+    first = await client.aggregate("°C", "value", Aggregate.FIRST, start_ns=0, end_ns=T0 + 10 * DAY)
     last = await client.aggregate(
         "°C", "value", Aggregate.LAST, start_ns=0, end_ns=T0 + 10 * DAY, group_by=("domain",)
     )

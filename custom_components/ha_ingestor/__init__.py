@@ -75,10 +75,24 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
         )
 
     storage_dir = Path(hass.config.path(DOMAIN, entry.entry_id))
-    await hass.async_add_executor_job(lambda: storage_dir.mkdir(parents=True, exist_ok=True))
+    try:
+        await hass.async_add_executor_job(lambda: storage_dir.mkdir(parents=True, exist_ok=True))
+    except OSError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="storage_unavailable",
+            translation_placeholders={"path": str(storage_dir), "error": str(err)},
+        ) from err
     signal = f"{DOMAIN}_{entry.entry_id}_update"
     ingestion = Ingestion(hass, client, entry.options, storage_dir, signal)
-    migration = MigrationController(hass, entry, client, ingestion, storage_dir, signal)
+    migration = MigrationController(
+        hass,
+        entry,
+        client=client,
+        ingestion=ingestion,
+        storage_dir=storage_dir,
+        signal=signal,
+    )
     entry.runtime_data = IngestorData(
         client=client,
         ingestion=ingestion,
@@ -97,6 +111,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     entry.async_on_unload(
         hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_flush_on_stop)
     )
+
     @callback
     def _async_updated() -> None:
         _async_check_health(hass, entry)

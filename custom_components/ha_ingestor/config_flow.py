@@ -74,6 +74,7 @@ from .const import (
     WriteMode,
 )
 from .influx import ApiVersion, CannotConnect, DatabaseNotFound, InvalidAuth
+from .migration_model import ConfigError, MigrationConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -129,8 +130,16 @@ def _schema_for(api_version: ApiVersion, defaults: Mapping[str, Any]) -> vol.Sch
 
 async def _async_validate_connection(flow: ConfigFlow, data: Mapping[str, Any]) -> dict[str, str]:
     """Try the server with these settings; return form errors (empty when it works)."""
-    url = URL(str(data[CONF_URL]).strip())
-    if url.scheme not in ("http", "https") or not url.host:
+    try:
+        url = URL(str(data[CONF_URL]).strip())
+        port = url.port
+    except ValueError:
+        return {CONF_URL: "invalid_url"}
+    # Credentials belong in their own fields: in the URL they would be logged and clash with
+    # the Authorization header.
+    if url.scheme not in ("http", "https") or not url.host or port is None:
+        return {CONF_URL: "invalid_url"}
+    if url.user or url.password:
         return {CONF_URL: "invalid_url"}
     is_v1 = data[CONF_API_VERSION] == ApiVersion.V1
     client = async_create_influx_client(flow.hass, data)
@@ -474,6 +483,12 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
 
     if migration[CONF_MAX_ERROR_RATE] > migration[CONF_ROLLBACK_THRESHOLD]:
         errors[SECTION_MIGRATION] = "threshold_order"
+    else:
+        try:
+            MigrationConfig.from_options(migration)
+        except ConfigError:
+            # NaN slips through the number selectors; the model's checks catch it.
+            errors[SECTION_MIGRATION] = "invalid_threshold"
     target = (migration.get(CONF_TARGET_DATABASE) or "").strip()
     if target:
         migration[CONF_TARGET_DATABASE] = target

@@ -142,6 +142,7 @@ class IngestStats:
     points_written: int
     points_dropped: int
     last_error: str | None
+    spool_error: str | None
     problems: tuple[str, ...]
 
 
@@ -255,6 +256,7 @@ class Ingestion:
             points_written=sum(s.points_written for s in stats),
             points_dropped=sum(s.points_dropped for s in stats),
             last_error=next((s.last_error for s in stats if s.last_error), None),
+            spool_error=next((s.spool_error for s in stats if s.spool_error), None),
             problems=tuple(sorted({s.problem.value for s in stats if s.problem})),
         )
 

@@ -16,8 +16,9 @@ type FieldValue = float | int | bool | str
 # Characters that make a name unrepresentable: line breaks end the line; other C0 controls
 # are rejected by the server's parser or mangled by its JSON output.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# A backslash is an escape when followed by a separator or when it ends the name.
-_BACKSLASH_BEFORE_SEPARATOR = re.compile(r"\\(?=[ ,=\\]|$)")
+# A backslash is an escape when followed by a separator or a quote (InfluxDB 1.x unescapes
+# \" in measurements and field keys), or when it ends the name.
+_BACKSLASH_BEFORE_SEPARATOR = re.compile(r'\\(?=[ ,="\\]|$)')
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})

@@ -25,10 +25,10 @@ from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
+from . import migration_engine as engine
 from .const import CONF_TARGET_DATABASE, DOMAIN, SECTION_MIGRATION
 from .influx import CannotConnect, InfluxClient, InfluxError
 from .ingest import Ingestion, area_lookup, legacy_options, optimized_options
-from . import migration_engine as engine
 from .migration_model import (
     ConfigError,
     MigrationConfig,
@@ -65,6 +65,7 @@ class MigrationController:
         self,
         hass: HomeAssistant,
         entry: ConfigEntry,
+        *,
         client: InfluxClient,
         ingestion: Ingestion,
         storage_dir: Path,
@@ -223,7 +224,9 @@ class MigrationController:
                 translation_placeholders={"phase": self.state.phase.value},
             )
         if config.dry_run:
-            summary = await self._guard(engine.discover(self._client, self._client.database, config))
+            summary = await self._guard(
+                engine.discover(self._client, self._client.database, config)
+            )
             return {
                 "dry_run": True,
                 "target_database": self._target_for(config.strategy),
@@ -399,9 +402,7 @@ class MigrationController:
     async def _async_cleanup(self) -> None:
         state = self._require_state()
         if self._cleanup_due is None:
-            self._cleanup_due = dt_util.utcnow() + timedelta(
-                hours=state.config.cleanup_delay_hours
-            )
+            self._cleanup_due = dt_util.utcnow() + timedelta(hours=state.config.cleanup_delay_hours)
             await self._async_save()
         delay = (self._cleanup_due - dt_util.utcnow()).total_seconds()
         if delay > 0:

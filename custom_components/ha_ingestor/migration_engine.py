@@ -66,10 +66,10 @@ _MIN_WINDOW_NS: Final = 60 * 10**9
 # A window grows or shrinks at most this much from one to the next.
 _WINDOW_STEP: Final = 4
 # Repeated legacy records remembered per series (see Backfill).
-_MEMO_LIMIT: Final = 20_000
+_MEMO_LIMIT: Final = 4_096
 PROGRESS_INTERVAL: Final = 0.5
 # Blocks (of up to one server chunk) read ahead of the conversion.
-_READ_AHEAD: Final = 4
+_READ_AHEAD: Final = 2
 # Measurements read at the same time.
 _READERS: Final = 2
 # Rows converted between two turns of the event loop (a few milliseconds of work).
@@ -111,10 +111,10 @@ def _range_ns(config: MigrationConfig) -> tuple[int, int]:
 class DiscoveredSource(SourceSummary):
     """What discovery found, with the details the backfill and validation reuse.
 
-    ``point_count`` of each series is max(count of ``value``, count of ``state``): exact for
-    an entity whose points all carry a number, or all carry a text state (sensors, on/off
-    entities, text states alike), and a lower bound for one that mixes plain numbers with
-    states that are no number at all. It costs two server-side counts per measurement.
+    ``point_count`` of each series is max(count of ``value``, count of ``state``), counted
+    by the server: exact for an entity whose points all carry a number, or all carry a text
+    state (numeric sensors, on/off entities, text states alike), and a lower bound for one
+    that mixes plain numbers with states that are no number at all.
     """
 
     # Legacy measurement → its field keys.
@@ -272,10 +272,12 @@ class Backfill:
     that comes back to 21.5) costs one dictionary look-up instead of a transform and an encode.
 
     Failures: points the server refuses are isolated by bisection, appended to the dead-letter
-    file and counted as failed; an unreachable server is retried with the shared retry policy,
-    and while its circuit is open the backfill waits in place. After every recorded window the
-    error rate is judged (:func:`decide_on_error_rate`); above a threshold the run stops with
-    PAUSE or ROLLBACK for the glue to act on.
+    file and counted as failed (a window copied again after a stop or crash may append its
+    refused lines once more); an unreachable server is retried with the shared retry policy,
+    and while its circuit is open the backfill waits in place, reading again from the start
+    of the window it was in. After every recorded window the error rate is judged
+    (:func:`decide_on_error_rate`); above a threshold the run stops with PAUSE or ROLLBACK for
+    the glue to act on.
     """
 
     def __init__(

@@ -304,7 +304,19 @@ def _coerce_datetime(name: str, value: Any) -> datetime | None:
         raise ConfigError(name, "invalid_datetime", "must be a date and time")
     if value.tzinfo is None:
         raise ConfigError(name, "naive_datetime", "must carry a time zone")
+    if not _INFLUX_MIN_TIME <= value <= _INFLUX_MAX_TIME:
+        # InfluxDB stores int64 nanoseconds; a time outside that range cannot be queried.
+        raise ConfigError(
+            name,
+            "out_of_range",
+            f"must be between {_INFLUX_MIN_TIME:%Y-%m-%d} and {_INFLUX_MAX_TIME:%Y-%m-%d}",
+            {"value": value.isoformat()},
+        )
     return value
+
+
+_INFLUX_MIN_TIME = datetime(1677, 9, 22, tzinfo=UTC)
+_INFLUX_MAX_TIME = datetime(2262, 4, 11, tzinfo=UTC)
 
 
 def _coerce_entities(value: Any) -> tuple[str, ...]:

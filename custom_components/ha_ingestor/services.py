@@ -36,17 +36,26 @@ SERVICE_VALIDATE_MIGRATION = "validate_migration"
 MAX_LIVE_EVENTS = 200_000
 MAX_HISTORY_DAYS = 3650
 
+
+def _whole_number(value: Any) -> int:
+    """vol.Coerce(int), but infinity (.inf in YAML) is invalid input, not an OverflowError."""
+    try:
+        return int(value)
+    except (OverflowError, TypeError, ValueError) as err:
+        raise vol.Invalid(f"expected a whole number, got {value!r}") from err
+
+
 _ENTRY: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
 
 GENERATE_SCHEMA = vol.Schema(
     {
         **_ENTRY,
         vol.Optional("mode", default="history"): cv.string,
-        vol.Required("count"): vol.Coerce(int),
+        vol.Required("count"): _whole_number,
         vol.Optional("pattern", default=Pattern.MIXED.value): cv.string,
-        vol.Optional("entity_count"): vol.Coerce(int),
+        vol.Optional("entity_count"): _whole_number,
         vol.Optional("days", default=30): vol.Coerce(float),
-        vol.Optional("seed", default=42): vol.Coerce(int),
+        vol.Optional("seed", default=42): _whole_number,
         vol.Optional("high_cardinality", default=False): cv.boolean,
         vol.Optional("database"): cv.string,
     }

@@ -55,7 +55,9 @@ class InfluxV1Client(InfluxClient):
     @property
     def _auth(self) -> aiohttp.BasicAuth | None:
         if self.settings.username:
-            return aiohttp.BasicAuth(self.settings.username, self.settings.password or "")
+            return aiohttp.BasicAuth(
+                self.settings.username, self.settings.password or "", encoding="utf-8"
+            )
         return None
 
     def _url(self, path: str) -> str:
@@ -270,9 +272,12 @@ def _identity(value: Any) -> FieldValue:
     return value  # type: ignore[no-any-return]
 
 
+# What a query answers while the server shuts down: it will answer again.
+_STOPPING = ("query engine shutdown", "engine is closed", "store is closed", "query interrupted")
+
+
 def _raise_query_error(text: str) -> None:
-    if "shutdown" in text:
-        # "query engine shutdown": the server is stopping; it will answer again.
+    if any(reason in text for reason in _STOPPING):
         raise CannotConnect(text)
     if "database not found" in text:
         raise DatabaseNotFound(text)

@@ -1,0 +1,800 @@
+"""The migration engine against a real influxd: exact, resumable, safe to roll back.
+
+Legacy history is generated the way HA core writes it (generator states through
+LegacyLayout), and every check compares what InfluxDB holds, read back in full.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+import functools
+import itertools
+import json
+from pathlib import Path
+import time
+from typing import Any
+
+import aiohttp
+from homeassistant.core import State
+import pytest
+
+from custom_components.ha_ingestor.generator import GeneratorConfig, Pattern, generate
+from custom_components.ha_ingestor.influx import (
+    ApiVersion,
+    InfluxClient,
+    ServerSettings,
+    create_client,
+)
+from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
+from custom_components.ha_ingestor.migration_engine import (
+    Backfill,
+    BackfillOutcome,
+    DiscoveredSource,
+    Validator,
+    cleanup_legacy,
+    discover,
+    in_sample,
+    is_optimized_series,
+    legacy_entity_id,
+    optimized_series,
+    rollback_target,
+)
+from custom_components.ha_ingestor.migration_model import (
+    MigrationConfig,
+    MigrationState,
+    Phase,
+    Strategy,
+    datetime_to_ns,
+)
+from custom_components.ha_ingestor.optimized_layout import (
+    OptimizedLayout,
+    OptimizedOptions,
+    to_optimized,
+)
+from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
+
+from .conftest import V2_ORG, V2_TOKEN
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
+from .influx_v2_emulator import InfluxV2Emulator
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+DAY_NS = 86_400 * 10**9
+EVERYTHING = (-(2**62), 2**62)
+
+TRANSFORM = functools.partial(
+    to_optimized, legacy_options=LegacyOptions(), optimized_options=OptimizedOptions()
+)
+# Outages play out in seconds, not minutes.
+FAST_RETRY = RetryPolicy(
+    backoff=Backoff(base=0.05, maximum=0.5), failure_threshold=3, cool_down=0.5
+)
+
+type Snapshot = dict[tuple[str, tuple[tuple[str, str], ...], int], Mapping[str, Any]]
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations() -> None:
+    """The engine needs no Home Assistant instance; skip starting one for every test."""
+
+
+@dataclass(frozen=True)
+class History:
+    """Generated legacy history: the line-protocol lines core would have written."""
+
+    config: GeneratorConfig
+    lines: list[str] = field(repr=False)
+    times: list[int] = field(repr=False)
+
+    @property
+    def end_ns(self) -> int:
+        return datetime_to_ns(self.config.end)
+
+
+def _states(config: GeneratorConfig) -> Iterator[tuple[State, datetime]]:
+    for generated in generate(config):
+        yield (
+            State(generated.entity_id, generated.state, generated.attributes),
+            generated.time_fired,
+        )
+
+
+def _history(count: int, days: int, seed: int, entities: int | None = None) -> History:
+    config = GeneratorConfig(
+        count=count,
+        pattern=Pattern.MIXED,
+        entity_count=entities,
+        start=START,
+        end=START + timedelta(days=days),
+        seed=seed,
+    )
+    layout = LegacyLayout(LegacyOptions())
+    lines, times = [], []
+    for state, time_fired in _states(config):
+        point = layout.point(state, time_fired)
+        if point is not None and (line := encode(point)) is not None:
+            lines.append(line)
+            times.append(point.time_ns)
+    return History(config, lines, times)
+
+
+@pytest.fixture(scope="module")
+def big_history() -> History:
+    """Over 100,000 legacy points of a 300-entity home over four weeks."""
+    history = _history(103_000, 28, seed=7)
+    assert len(history.lines) >= 100_000
+    return history
+
+
+@pytest.fixture(scope="module")
+def small_history() -> History:
+    """About 15,000 legacy points of a 60-entity home over a week, for single behaviours."""
+    return _history(15_000, 7, seed=11, entities=60)
+
+
+def load(influxd: InfluxServer, database: str, lines: list[str]) -> None:
+    for first in range(0, len(lines), 10_000):
+        influxd.write("\n".join(lines[first : first + 10_000]), database)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession, influxd: InfluxServer, database: str) -> InfluxClient:
+    return create_client(
+        session,
+        ServerSettings(
+            api_version=ApiVersion.V1,
+            url=influxd.url,
+            database=database,
+            username=ADMIN_USER,
+            password=ADMIN_PASSWORD,
+        ),
+    )
+
+
+def backfill_state(
+    cutover_ns: int, strategy: Strategy = Strategy.DUAL_WRITE, **settings: Any
+) -> MigrationState:
+    return MigrationState(
+        migration_id="test",
+        config=MigrationConfig(strategy=strategy, **settings),
+        phase=Phase.BACKFILL,
+        cutover_ns=cutover_ns,
+    )
+
+
+class Saves:
+    """The save callback: keeps what HA's Store would hold (a JSON round trip)."""
+
+    def __init__(self, then: Callable[[MigrationState], None] | None = None) -> None:
+        self.saved: list[dict[str, Any]] = []
+        self._then = then
+
+    async def __call__(self, state: MigrationState) -> None:
+        self.saved.append(json.loads(json.dumps(state.to_dict())))
+        if self._then is not None:
+            self._then(state)
+
+    @property
+    def last(self) -> MigrationState:
+        return MigrationState.from_dict(self.saved[-1])
+
+
+def new_backfill(
+    client: InfluxClient,
+    state: MigrationState,
+    tmp_path: Path,
+    save: Callable[[MigrationState], Any],
+    **options: Any,
+) -> Backfill:
+    return Backfill(
+        client,
+        state,
+        transform=TRANSFORM,
+        save=save,
+        dead_letter_path=tmp_path / "dead_letter.jsonl",
+        retry=FAST_RETRY,
+        **options,
+    )
+
+
+async def snapshot(client: InfluxClient, database: str, *, optimized: bool) -> Snapshot:
+    """Every point of one layout in a database, keyed by series and time."""
+    points: Snapshot = {}
+    for measurement in await client.measurements(database):
+        async for point in client.read_points(measurement, *EVERYTHING, database):
+            entity_id = point.tags.get("entity_id", "")
+            if is_optimized_series(measurement, entity_id) is optimized:
+                key = (measurement, tuple(sorted(point.tags.items())), point.time_ns)
+                assert key not in points
+                points[key] = point.fields
+    return points
+
+
+def transformed(legacy: Snapshot, before_ns: int = EVERYTHING[1]) -> Snapshot:
+    """What the optimized layout must hold for the legacy points older than ``before_ns``."""
+    expected: Snapshot = {}
+    for (measurement, tags, time_ns), fields in legacy.items():
+        if time_ns >= before_ns:
+            continue
+        point = TRANSFORM(Point(measurement, dict(tags), fields, time_ns))
+        if point is not None:
+            key = (point.measurement, tuple(sorted(point.tags.items())), point.time_ns)
+            assert key not in expected, "two legacy points for one optimized point"
+            expected[key] = point.fields
+    return expected
+
+
+def assert_same(actual: Snapshot, expected: Snapshot) -> None:
+    """Equal as sets of points; on failure name a few differences, not 100,000 of them."""
+    missing = expected.keys() - actual.keys()
+    extra = actual.keys() - expected.keys()
+    different = [key for key in expected.keys() & actual.keys() if actual[key] != expected[key]]
+    assert not missing, f"{len(missing)} points missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} points extra, e.g. {sorted(extra)[:3]}"
+    assert not different, (
+        f"{len(different)} points differ, e.g. "
+        f"{[(k, actual[k], expected[k]) for k in sorted(different)[:3]]}"
+    )
+
+
+# Which series are which ----------------------------------------------------------------------
+
+
+def test_legacy_series_carry_a_domain_and_an_object_id() -> None:
+    assert legacy_entity_id({"domain": "sensor", "entity_id": "kitchen"}) == "sensor.kitchen"
+    assert legacy_entity_id({"entity_id": "sensor.kitchen"}) is None
+    assert legacy_entity_id({"domain": "sensor", "entity_id": "sensor.kitchen"}) is None
+    assert legacy_entity_id({"domain": "sensor"}) is None
+
+
+def test_optimized_series_are_named_by_domain_and_full_entity_id() -> None:
+    assert is_optimized_series("sensor", "sensor.kitchen")
+    assert not is_optimized_series("sensor", "kitchen")
+    assert not is_optimized_series("°C", "sensor.kitchen")
+    assert not is_optimized_series("sensor.kitchen", "kitchen")
+
+
+def test_the_validation_sample_is_stable_and_about_the_asked_share() -> None:
+    days = [19_700 * DAY_NS + day * DAY_NS for day in range(100)]
+    units = [(f"sensor.s{i}", day) for i in range(100) for day in days]
+    chosen = [unit for unit in units if in_sample(*unit, 0.1)]
+    assert chosen == [unit for unit in units if in_sample(*unit, 0.1)]
+    assert 0.09 < len(chosen) / len(units) < 0.11
+    assert all(in_sample(*unit, 1.0) for unit in units)
+
+
+# Discovery -----------------------------------------------------------------------------------
+
+
+async def test_discovery_finds_measurements_entities_fields_range_and_counts(
+    client: InfluxClient, influxd: InfluxServer, database: str, small_history: History
+) -> None:
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+
+    found = await discover(client, database)
+
+    assert isinstance(found, DiscoveredSource)
+    assert set(found.measurements) == {m for m, _, _ in legacy}
+    entities = {legacy_entity_id(dict(tags)) for _, tags, _ in legacy}
+    assert {s.entity_id for s in found.series} == entities
+    assert len(entities) > 50
+    # Every generated entity's points all carry a value or all carry a state: exact counts.
+    assert sum(s.point_count for s in found.series) == len(small_history.lines)
+    assert found.first_time == START + timedelta(
+        microseconds=(min(small_history.times) - datetime_to_ns(START)) // 1000
+    )
+    assert datetime_to_ns(found.last_time) == max(small_history.times)  # type: ignore[arg-type]
+    seen: dict[str, set[str]] = {}
+    for (measurement, _, _), fields in legacy.items():
+        seen.setdefault(measurement, set()).update(fields)
+    assert {m: set(keys) for m, keys in found.field_keys.items()} == seen
+
+
+async def test_discovery_honours_the_entity_filter_and_time_range(
+    client: InfluxClient, influxd: InfluxServer, database: str, small_history: History
+) -> None:
+    load(influxd, database, small_history.lines)
+    config = MigrationConfig(
+        entities=("sensor.*",), start=START + timedelta(days=2), end=START + timedelta(days=3)
+    )
+    found = await discover(client, database, config)
+    assert found.series
+    assert all(s.entity_id.startswith("sensor.") for s in found.series)
+    low, high = datetime_to_ns(START + timedelta(days=2)), datetime_to_ns(START + timedelta(days=3))
+    assert all(low <= first and last < high for first, last in found.extents.values())
+
+
+# Backfill ------------------------------------------------------------------------------------
+
+
+async def test_backfill_copies_every_legacy_point_exactly_and_nothing_else(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    big_history: History,
+    tmp_path: Path,
+) -> None:
+    """100,000+ points, legacy and optimized layouts sharing one database."""
+    load(influxd, database, big_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+    state = backfill_state(big_history.end_ns)
+    saves = Saves()
+    progress: list[float] = []
+
+    outcome = await new_backfill(
+        client,
+        state,
+        tmp_path,
+        saves,
+        on_progress=lambda _: progress.append(time.monotonic()),
+    ).run()
+
+    assert outcome is BackfillOutcome.COMPLETE
+    expected = transformed(legacy)
+    assert_same(await snapshot(client, database, optimized=True), expected)
+    assert await snapshot(client, database, optimized=False) == legacy
+    assert state.records_read == len(legacy) == len(big_history.lines)
+    assert state.records_migrated == len(expected)
+    assert state.records_failed == 0
+    assert state.records_skipped == state.records_read - state.records_migrated
+    assert all(checkpoint.done for checkpoint in state.checkpoints.values())
+    assert saves.last.to_dict() == state.to_dict()
+    # Progress is pushed while it runs, at most every half second (the last report is final).
+    assert len(progress) >= 2
+    assert all(b - a >= 0.45 for a, b in itertools.pairwise(progress[:-1]))
+
+
+async def test_a_cancelled_backfill_resumes_from_its_checkpoint_without_gaps_or_duplicates(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    big_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, big_history.lines[:50_000])
+    legacy = await snapshot(client, database, optimized=False)
+    total = len(legacy)
+    task: asyncio.Task[BackfillOutcome] | None = None
+
+    def cancel_a_third_of_the_way(state: MigrationState) -> None:
+        if state.records_read > total // 3 and task is not None:
+            task.cancel()
+
+    saves = Saves(then=cancel_a_third_of_the_way)
+    first = new_backfill(client, backfill_state(big_history.end_ns), tmp_path, saves)
+    task = asyncio.create_task(first.run())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    resumed_from = saves.last
+    assert total // 3 < resumed_from.records_read < total
+    assert not all(cp.done for cp in resumed_from.checkpoints.values())
+    outcome = await new_backfill(client, resumed_from, tmp_path, Saves()).run()
+
+    assert outcome is BackfillOutcome.COMPLETE
+    expected = transformed(legacy)
+    assert_same(await snapshot(client, database, optimized=True), expected)
+    # Counted once each, although the window in flight at the cancel was written twice.
+    assert resumed_from.records_read == total
+    assert resumed_from.records_migrated == len(expected)
+
+
+async def test_a_stopped_backfill_saves_what_landed_and_resumes_exactly(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+    backfill: Backfill | None = None
+
+    def stop_after_three_saves(state: MigrationState) -> None:
+        if len(saves.saved) == 3 and backfill is not None:
+            backfill.stop()
+
+    saves = Saves(then=stop_after_three_saves)
+    state = backfill_state(small_history.end_ns, batch_size=200, concurrent_batches=2)
+    backfill = new_backfill(client, state, tmp_path, saves, window_ns=DAY_NS // 4)
+
+    assert await backfill.run() is BackfillOutcome.STOPPED
+    assert saves.last.to_dict() == state.to_dict()
+    assert 0 < state.records_read < len(legacy)
+
+    resumed = MigrationState.from_dict(saves.saved[-1])
+    assert await new_backfill(client, resumed, tmp_path, Saves()).run() is (
+        BackfillOutcome.COMPLETE
+    )
+    assert_same(await snapshot(client, database, optimized=True), transformed(legacy))
+    assert resumed.records_read == len(legacy)
+
+
+async def test_backfill_waits_for_a_stopped_server_and_finishes_exactly(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    big_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, big_history.lines[:60_000])
+    legacy = await snapshot(client, database, optimized=False)
+    outage: asyncio.Task[None] | None = None
+    down: list[float] = []
+
+    async def take_the_server_down() -> None:
+        await asyncio.to_thread(influxd.stop)
+        down.append(time.monotonic())
+        try:
+            await asyncio.sleep(3)
+        finally:
+            await asyncio.to_thread(influxd.start)
+            down.append(time.monotonic())
+
+    def stop_the_server_a_tenth_of_the_way(state: MigrationState) -> None:
+        nonlocal outage
+        if outage is None and state.records_read > len(legacy) // 10:
+            outage = asyncio.create_task(take_the_server_down())
+
+    state = backfill_state(big_history.end_ns)
+    try:
+        outcome = await new_backfill(
+            client, state, tmp_path, Saves(then=stop_the_server_a_tenth_of_the_way)
+        ).run()
+    finally:
+        if outage is not None:
+            await outage
+    finished = time.monotonic()
+
+    counters = (state.records_read, state.records_migrated, state.records_failed)
+    assert outcome is BackfillOutcome.COMPLETE, counters
+    assert len(down) == 2, "the server was stopped and started again"
+    assert finished > down[1], "the backfill outlived the outage"
+    expected = transformed(legacy)
+    assert_same(await snapshot(client, database, optimized=True), expected)
+    assert counters == (len(legacy), len(expected), 0)
+
+
+async def test_live_writes_after_the_cutover_are_neither_lost_nor_doubled(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    """The dual-writer keeps writing both layouts while the backfill copies the past."""
+    cutover_ns = datetime_to_ns(START + timedelta(days=4))
+    layout = OptimizedLayout(OptimizedOptions())
+    live = [
+        point
+        for state, time_fired in _states(small_history.config)
+        if time_fired >= START + timedelta(days=4)
+        and (point := layout.point(state, time_fired)) is not None
+    ]
+    assert len(live) > 1000
+    # The legacy writer wrote everything, including what came after the cutover.
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+
+    async def dual_write() -> None:
+        for first in range(0, len(live), 100):
+            await client.write(encode_batch(live[first : first + 100]))
+            await asyncio.sleep(0)
+
+    writer = asyncio.create_task(dual_write())
+    state = backfill_state(cutover_ns)
+    outcome = await new_backfill(client, state, tmp_path, Saves()).run()
+    await writer
+
+    assert outcome is BackfillOutcome.COMPLETE
+    expected = transformed(legacy, before_ns=cutover_ns)
+    for point in live:
+        key = (point.measurement, tuple(sorted(point.tags.items())), point.time_ns)
+        assert key not in expected
+        expected[key] = point.fields
+    assert_same(await snapshot(client, database, optimized=True), expected)
+    assert state.records_read == sum(1 for t in small_history.times if t < cutover_ns)
+
+
+async def test_points_the_server_refuses_go_to_the_dead_letter_file_and_the_rest_lands(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+    # hvac_action is text in the optimized layout; make it a number in every shard.
+    influxd.write(
+        "\n".join(
+            f"climate,entity_id=climate.conflict hvac_action=1.0 {day * DAY_NS}"
+            for day in range(19_700, 19_730)
+        ),
+        database,
+    )
+    expected = transformed(legacy)
+    refused = {key for key, fields in expected.items() if "hvac_action" in fields}
+    assert 0 < len(refused) < len(expected) // 10
+    state = backfill_state(
+        small_history.end_ns, max_error_rate=0.5, rollback_threshold=0.5, batch_size=500
+    )
+
+    backfill = new_backfill(client, state, tmp_path, Saves())
+    assert await backfill.run() is BackfillOutcome.COMPLETE
+
+    stored = await snapshot(client, database, optimized=True)
+    stored = {key: fields for key, fields in stored.items() if "conflict" not in str(key)}
+    assert_same(stored, {k: v for k, v in expected.items() if k not in refused})
+    assert state.records_failed == len(refused) == backfill.dead_letter_count
+    letters = [
+        json.loads(line) for line in (tmp_path / "dead_letter.jsonl").read_text().splitlines()
+    ]
+    assert len(letters) == len(refused)
+    assert all("conflict" in letter["reason"] for letter in letters)
+    assert all(letter["database"] == database for letter in letters)
+    assert all("hvac_action=" in letter["line"] for letter in letters)
+
+
+async def test_rejections_above_the_threshold_end_in_rollback_that_spares_legacy_data(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines[:6000])
+    legacy = await snapshot(client, database, optimized=False)
+    # Every binary sensor (about a tenth of the points) collides with a text "value".
+    influxd.write(
+        "\n".join(
+            f'binary_sensor,entity_id=binary_sensor.conflict value="x" {day * DAY_NS}'
+            for day in range(19_700, 19_730)
+        ),
+        database,
+    )
+    state = backfill_state(small_history.end_ns, max_error_rate=0.05, rollback_threshold=0.05)
+
+    outcome = await new_backfill(client, state, tmp_path, Saves()).run()
+
+    assert outcome is BackfillOutcome.ROLLBACK
+    assert state.records_failed > 0.05 * (state.records_migrated + state.records_failed)
+    assert await optimized_series(client, database)
+    removed = await rollback_target(client, state, source_database=database)
+    assert removed > 40
+    assert await optimized_series(client, database) == []
+    assert await snapshot(client, database, optimized=False) == legacy
+
+
+async def test_rollback_keeps_the_target_when_asked(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    state = backfill_state(small_history.end_ns, keep_target_on_rollback=True)
+    await new_backfill(client, state, tmp_path, Saves()).run()
+    before = await snapshot(client, database, optimized=True)
+    assert await rollback_target(client, state) == 0
+    assert await snapshot(client, database, optimized=True) == before
+
+
+async def test_blue_green_fills_a_separate_database_and_rollback_drops_it(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+    green = f"{database}_green"
+    await client.create_database(green)
+    state = backfill_state(small_history.end_ns, Strategy.BLUE_GREEN)
+    try:
+        outcome = await new_backfill(client, state, tmp_path, Saves(), target_database=green).run()
+
+        assert outcome is BackfillOutcome.COMPLETE
+        assert_same(await snapshot(client, green, optimized=True), transformed(legacy))
+        assert await optimized_series(client, database) == []
+        removed = await rollback_target(
+            client, state, source_database=database, target_database=green
+        )
+        assert removed > 50
+        assert not await client.database_exists(green)
+        assert await snapshot(client, database, optimized=False) == legacy
+    finally:
+        await client.drop_database(green)
+
+
+async def test_gradual_strategy_spreads_the_backfill_over_time(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines[:6000])
+    state = backfill_state(small_history.end_ns, Strategy.GRADUAL, migration_window_hours=1)
+    # At this estimate the window allows 4,000 points a second: about 1.5 seconds here.
+    state.estimated_total_points = 4_000 * 3600
+    started = time.monotonic()
+    outcome = await new_backfill(client, state, tmp_path, Saves()).run()
+    elapsed = time.monotonic() - started
+
+    assert outcome is BackfillOutcome.COMPLETE
+    assert elapsed >= (state.records_migrated - 1000) / 4_000
+    unlimited = backfill_state(small_history.end_ns)
+    started = time.monotonic()
+    await new_backfill(client, unlimited, tmp_path, Saves(), target_database=database).run()
+    assert time.monotonic() - started < elapsed
+
+
+async def test_the_entity_filter_limits_what_is_copied(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+    state = backfill_state(small_history.end_ns, entities=("binary_sensor.*", "light.*"))
+    assert await new_backfill(client, state, tmp_path, Saves()).run() is (BackfillOutcome.COMPLETE)
+    expected = {
+        key: fields
+        for key, fields in transformed(legacy).items()
+        if key[0] in ("binary_sensor", "light")
+    }
+    assert_same(await snapshot(client, database, optimized=True), expected)
+    assert state.records_read == sum(
+        1 for _, tags, _ in legacy if dict(tags)["domain"] in ("binary_sensor", "light")
+    )
+
+
+async def test_backfill_needs_a_cutover(client: InfluxClient, tmp_path: Path) -> None:
+    state = MigrationState(migration_id="x", phase=Phase.BACKFILL)
+    with pytest.raises(ValueError, match="cutover"):
+        await new_backfill(client, state, tmp_path, Saves()).run()
+
+
+# Validation ----------------------------------------------------------------------------------
+
+
+async def test_validation_scores_an_exact_migration_1_and_times_real_queries(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    state = backfill_state(small_history.end_ns)
+    await new_backfill(client, state, tmp_path, Saves()).run()
+
+    result = await Validator(client, state, transform=TRANSFORM).run()
+
+    assert result.integrity_score == 1.0
+    assert result.mismatches == {}
+    assert result.entities_checked == len({s.entity_id for s in (await discover(client)).series})
+    # About validate_percentage (10 %) of the points, chosen by entity and day.
+    assert 0.05 * state.records_migrated < result.records_sampled < 0.2 * state.records_migrated
+    assert [t.name for t in result.query_timings] == [
+        "entity_hourly_mean",
+        "sensor_last_values",
+        "sensor_daily_count",
+    ]
+    for timing in result.query_timings:
+        assert timing.legacy_ms > 0
+        assert timing.optimized_ms > 0
+    assert result.query_time_improvement_percent is not None
+
+
+async def test_validation_finds_tampered_and_missing_points(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    state = backfill_state(small_history.end_ns, validate_percentage=1.0)
+    await new_backfill(client, state, tmp_path, Saves()).run()
+    optimized = await snapshot(client, database, optimized=True)
+    changed_entity = next(
+        dict(tags)["entity_id"]
+        for (m, tags, _), fields in optimized.items()
+        if m == "sensor" and "value" in fields
+    )
+    changed = [
+        Point(m, dict(tags), {**fields, "value": float(fields["value"]) + 1000}, t)
+        for (m, tags, t), fields in optimized.items()
+        if dict(tags)["entity_id"] == changed_entity
+    ][:5]
+    assert len(changed) == 5
+    await client.write(encode_batch(changed))
+    dropped_entity = next(dict(tags)["entity_id"] for (m, tags, _) in optimized if m == "light")
+    await client.delete_series("light", {"entity_id": dropped_entity})
+
+    result = await Validator(client, state, transform=TRANSFORM).run()
+
+    assert result.integrity_score < 1.0
+    assert set(result.mismatches) == {changed_entity, dropped_entity}
+    assert result.mismatches[changed_entity].mismatched_records == 5
+    assert result.mismatches[changed_entity].mismatched_days == 0
+    assert result.mismatches[dropped_entity].optimized_points == 0
+    assert result.mismatches[dropped_entity].mismatched_days > 0
+
+
+# Cleanup --------------------------------------------------------------------------------------
+
+
+async def test_cleanup_deletes_legacy_data_only_when_the_user_opted_in(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines)
+    legacy = await snapshot(client, database, optimized=False)
+    state = backfill_state(small_history.end_ns)
+    await new_backfill(client, state, tmp_path, Saves()).run()
+    optimized = await snapshot(client, database, optimized=True)
+
+    assert await cleanup_legacy(client, state) == 0
+    assert await snapshot(client, database, optimized=False) == legacy
+
+    state.config = state.config.with_overrides(delete_legacy_data=True)
+    deleted = await cleanup_legacy(client, state)
+    assert deleted == len({legacy_entity_id(dict(tags)) for (_, tags, _) in legacy})
+    assert await snapshot(client, database, optimized=False) == {}
+    assert await snapshot(client, database, optimized=True) == optimized
+
+
+# The 2.x API ----------------------------------------------------------------------------------
+
+
+async def test_the_whole_migration_works_through_the_v2_api(
+    session: aiohttp.ClientSession,
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    v2_emulator: InfluxV2Emulator,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    lines = small_history.lines[:2500]
+    load(influxd, database, lines)
+    legacy = await snapshot(client, database, optimized=False)
+    v2 = create_client(
+        session,
+        ServerSettings(
+            api_version=ApiVersion.V2,
+            url=v2_emulator.url,
+            database=database,
+            token=V2_TOKEN,
+            organization=V2_ORG,
+        ),
+    )
+    state = backfill_state(small_history.end_ns, batch_size=300)
+
+    assert await new_backfill(v2, state, tmp_path, Saves()).run() is BackfillOutcome.COMPLETE
+    assert_same(await snapshot(client, database, optimized=True), transformed(legacy))
+    result = await Validator(v2, state, transform=TRANSFORM, repeats=1).run()
+    assert result.integrity_score == 1.0
+    assert result.records_sampled > 0
+
+    assert await rollback_target(v2, state) > 0
+    assert await snapshot(client, database, optimized=True) == {}
+    assert await snapshot(client, database, optimized=False) == legacy
