@@ -8,6 +8,7 @@ stays one line. String field values can carry any text and round-trip unchanged.
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 import math
 import re
 
@@ -54,6 +55,9 @@ def is_representable(name: str) -> bool:
     return bool(name) and sanitize_name(name) == name and not name.startswith("#")
 
 
+# Names repeat endlessly (a few hundred entities, units and attributes), so escaping each
+# once and remembering it makes encoding several times faster; the bound keeps memory flat.
+@lru_cache(maxsize=65_536)
 def _measurement(name: str) -> str:
     name = sanitize_name(name)
     if name.startswith("#"):
@@ -61,6 +65,7 @@ def _measurement(name: str) -> str:
     return name.translate(_MEASUREMENT_ESCAPES)
 
 
+@lru_cache(maxsize=65_536)
 def _key(name: str) -> str:
     return sanitize_name(name).translate(_KEY_ESCAPES)
 

@@ -87,6 +87,8 @@ class MigrationController:
         self._throughput = ThroughputWindow()
         self._points_per_second: float | None = None
         self._last_error: str | None = None
+        # What preparation discovered; after a restart the backfill discovers it again.
+        self._source: engine.DiscoveredSource | None = None
 
     # What the entities show.
 
@@ -349,6 +351,7 @@ class MigrationController:
         if not await self._client.database_exists(target):
             await self._client.create_database(target)
         summary = await engine.discover(self._client, self._client.database, state.config)
+        self._source = summary
         state.estimated_total_points = sum(series.point_count for series in summary.series)
         await self._audit(
             {
@@ -371,6 +374,7 @@ class MigrationController:
             save=self._async_save_state,
             on_progress=self._progress,
             dead_letter_path=self._storage_dir / "migration_dead_letter.jsonl",
+            source=self._source,
         )
         outcome = await backfill.run()
         if outcome is engine.BackfillOutcome.STOPPED:
