@@ -133,9 +133,7 @@ class HomeAssistantApi:
         return entry
 
     def call(self, service: str, data: dict[str, Any]) -> Any:
-        answer = self.request(
-            "POST", f"/api/services/ha_ingestor/{service}?return_response", data
-        )
+        answer = self.request("POST", f"/api/services/ha_ingestor/{service}?return_response", data)
         return answer.get("service_response")
 
     def states(self) -> dict[str, dict[str, Any]]:

@@ -81,7 +81,8 @@ async def test_missing_database_is_a_setup_error(
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.SETUP_ERROR
-    assert entry.reason and "never_created" in entry.reason
+    assert entry.reason
+    assert "never_created" in entry.reason
 
 
 async def test_server_down_at_start_still_records_and_replays(

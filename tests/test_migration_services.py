@@ -47,9 +47,7 @@ def entity_state(hass: HomeAssistant, entry_id: str, key: str) -> str:
     raise KeyError(key)
 
 
-async def read_layouts(
-    influxd: InfluxServer, database: str
-) -> tuple[list[Point], list[Point]]:
+async def read_layouts(influxd: InfluxServer, database: str) -> tuple[list[Point], list[Point]]:
     """All points of a database, split into legacy and optimized layout."""
     async with aiohttp.ClientSession() as session:
         client = create_client(
@@ -66,9 +64,7 @@ async def read_layouts(
         optimized: list[Point] = []
         for measurement in await client.measurements():
             async for point in client.read_points(measurement, 0, 2**62):
-                if measurement in OPTIMIZED_MEASUREMENTS and "." in point.tags.get(
-                    "entity_id", ""
-                ):
+                if measurement in OPTIMIZED_MEASUREMENTS and "." in point.tags.get("entity_id", ""):
                     optimized.append(point)
                 else:
                     legacy.append(point)
@@ -88,9 +84,7 @@ def expected_optimized(legacy: list[Point]) -> Counter:
     options = LegacyOptions()
     optimized = OptimizedOptions()
     return Counter(
-        key(p)
-        for point in legacy
-        if (p := to_optimized(point, options, optimized)) is not None
+        key(p) for point in legacy if (p := to_optimized(point, options, optimized)) is not None
     )
 
 
@@ -163,7 +157,9 @@ async def test_dual_write_migration_copies_every_point_exactly(
     # Every legacy point older than the cutover was copied; the live one came by dual-write.
     assert report["records_migrated"] == len(legacy) - 1
     assert report["records_failed"] == 0
-    assert all(t["legacy_ms"] > 0 and t["optimized_ms"] > 0 for t in report["validation"]["query_timings"])
+    assert all(
+        t["legacy_ms"] > 0 and t["optimized_ms"] > 0 for t in report["validation"]["query_timings"]
+    )
 
 
 async def test_after_switchover_only_the_optimized_layout_is_written(
@@ -204,9 +200,10 @@ async def test_manual_rollback_removes_migrated_data_and_keeps_legacy(
     assert Counter(map(key, back)) == Counter(map(key, legacy_before))
     assert [p for p in legacy_after if p.tags.get("entity_id") == "after_rollback"]
     # A user's own rollback needs no repair issue; the report records why.
-    assert ir.async_get(hass).async_get_issue(
-        DOMAIN, f"migration_rolled_back_{entry.entry_id}"
-    ) is None
+    assert (
+        ir.async_get(hass).async_get_issue(DOMAIN, f"migration_rolled_back_{entry.entry_id}")
+        is None
+    )
     (report_file,) = Path(hass.config.path(DOMAIN, entry.entry_id)).glob("migration_report_*")
     assert json.loads(report_file.read_text())["rollback_reason"] == "Dashboards not ready"
 
@@ -259,7 +256,9 @@ async def test_restart_during_backfill_resumes_and_ends_exact(
     await call(hass, "generate_test_events", count=40_000, days=30)
     await call(hass, "start_migration", cleanup_delay_hours=0, batch_size=500, concurrent_batches=1)
     await wait_for_phase(hass, entry.entry_id, {"backfill"})
-    await eventually(hass, lambda: int(float(entity_state(hass, entry.entry_id, "records_migrated"))) > 0)
+    await eventually(
+        hass, lambda: int(float(entity_state(hass, entry.entry_id, "records_migrated"))) > 0
+    )
     # Home Assistant goes down mid-backfill and comes back.
     await hass.config_entries.async_unload(entry.entry_id)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -289,7 +288,10 @@ async def test_actions_without_a_migration_say_so(
         ({"concurrent_batches": 99}, "invalid_migration_option"),
         ({"max_error_rate": 0.5, "rollback_threshold": 0.1}, "invalid_migration_option"),
         ({"validate_percentage": 0}, "invalid_migration_option"),
-        ({"start_time": "2025-01-02 00:00:00", "end_time": "2025-01-01 00:00:00"}, "invalid_migration_option"),
+        (
+            {"start_time": "2025-01-02 00:00:00", "end_time": "2025-01-01 00:00:00"},
+            "invalid_migration_option",
+        ),
         ({"entities": ["not an entity id"]}, "invalid_migration_option"),
     ],
 )
