@@ -9,6 +9,7 @@ import aiohttp
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.util import dt as dt_util
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
@@ -308,3 +309,33 @@ async def test_bad_migration_options_are_refused_before_anything_starts(
     assert raised.value.translation_key == translation_key
     assert entity_state(hass, entry.entry_id, "migration_phase") == "idle"
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rejections_above_the_threshold_roll_back_and_raise_a_repair_issue(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    response = await call(hass, "generate_test_events", count=5_000, days=3, seed=2)
+    legacy_before, _ = await read_layouts(influxd, database)
+    # A text "value" already in the optimized "sensor" measurement, in every shard of the
+    # period: every numeric sensor point the backfill writes is a field type conflict.
+    start_ns = int(dt_util.parse_datetime(response["start"]).timestamp() * 1e9)
+    lines = [
+        f'sensor,entity_id=sensor.blocker value="text" {start_ns + hour * 3_600_000_000_000}'
+        for hour in range(0, 24 * 4)
+    ]
+    influxd.write("\n".join(lines), database)
+
+    await call(hass, "start_migration", cleanup_delay_hours=0)
+    assert await wait_for_phase(hass, entry.entry_id, {"rolled_back", "complete"}) == (
+        "rolled_back"
+    )
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"migration_rolled_back_{entry.entry_id}")
+    assert issue is not None
+    assert "rollback threshold" in issue.translation_placeholders["reason"]
+    assert float(entity_state(hass, entry.entry_id, "records_failed")) > 0
+    await hass.config_entries.async_unload(entry.entry_id)
+
+    legacy_after, optimized_after = await read_layouts(influxd, database)
+    assert [p for p in optimized_after if p.tags["entity_id"] != "sensor.blocker"] == []
+    assert Counter(map(key, legacy_after)) == Counter(map(key, legacy_before))
