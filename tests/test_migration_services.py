@@ -339,3 +339,34 @@ async def test_rejections_above_the_threshold_roll_back_and_raise_a_repair_issue
     legacy_after, optimized_after = await read_layouts(influxd, database)
     assert [p for p in optimized_after if p.tags["entity_id"] != "sensor.blocker"] == []
     assert Counter(map(key, legacy_after)) == Counter(map(key, legacy_before))
+
+
+async def test_rejections_above_the_pause_threshold_pause_and_raise_a_repair_issue(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    response = await call(hass, "generate_test_events", count=5_000, days=3, seed=2)
+    start_ns = int(dt_util.parse_datetime(response["start"]).timestamp() * 1e9)
+    lines = [
+        f'sensor,entity_id=sensor.blocker value="text" {start_ns + hour * 3_600_000_000_000}'
+        for hour in range(0, 24 * 4)
+    ]
+    influxd.write("\n".join(lines), database)
+
+    await call(
+        hass,
+        "start_migration",
+        cleanup_delay_hours=0,
+        max_error_rate=0.01,
+        rollback_threshold=1.0,
+    )
+    assert await wait_for_phase(hass, entry.entry_id, {"paused", "complete"}) == "paused"
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"migration_paused_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders["threshold"] == "1.00%"
+    # Resuming clears the issue; the cause is still there, so it pauses again.
+    await call(hass, "resume_migration")
+    assert await wait_for_phase(hass, entry.entry_id, {"paused", "complete"}) == "paused"
+    await call(hass, "rollback")
+    assert entity_state(hass, entry.entry_id, "migration_phase") == "rolled_back"
+    await hass.config_entries.async_unload(entry.entry_id)
