@@ -19,7 +19,6 @@ import argparse
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-import functools
 import json
 import os
 from pathlib import Path
@@ -57,8 +56,8 @@ from custom_components.ha_ingestor.migration_model import (  # noqa: E402
     datetime_to_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
+    LegacyTransform,
     OptimizedOptions,
-    to_optimized,
 )
 from tests.influx_server import running_influxd  # noqa: E402
 
@@ -68,9 +67,7 @@ LINES_PER_WRITE = 10_000
 # The ceiling is a rate: measured on (up to) this many of the history's optimized lines.
 CEILING_POINTS = 1_000_000
 
-TRANSFORM = functools.partial(
-    to_optimized, legacy_options=LegacyOptions(), optimized_options=OptimizedOptions()
-)
+TRANSFORM = LegacyTransform(LegacyOptions(), OptimizedOptions())
 
 
 def history(points: int, days: int, seed: int) -> Iterator[tuple[str, str | None]]:

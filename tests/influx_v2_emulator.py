@@ -45,6 +45,9 @@ _TAG_FILTER = re.compile(r"^\|> filter\(fn: \(r\) => (\(r\[.*\))\)$")
 _TAG_GROUP = re.compile(rf'\((r\["(?:[^"\\]|\\.)*"\] == {_STRING}(?: or .*?)?)\)(?: and |$)')
 _TAG_TEST = re.compile(rf"r\[{_STRING}\] == {_STRING}")
 _FIELD_FILTER = re.compile(rf"^\|> filter\(fn: \(r\) => r\._field == {_STRING}\)$")
+_FIELDS_FILTER = re.compile(
+    rf"^\|> filter\(fn: \(r\) => (r\._field == {_STRING}(?: or r\._field == {_STRING})*)\)$"
+)
 _PIVOT = '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
 _GROUP = re.compile(rf"^\|> group\(columns: \[({_STRING}(?:, {_STRING})*)\]\)$")
 _WINDOW = re.compile(
@@ -239,6 +242,14 @@ class InfluxV2Emulator:
         where = " AND ".join(conditions)
         if rest == [_PIVOT] and len(measurements) == 1:
             return await self._read(bucket, measurements[0], where, start, stop)
+        if (
+            len(rest) == 2
+            and rest[1] == _PIVOT
+            and len(measurements) == 1
+            and (match := _FIELDS_FILTER.match(rest[0]))
+        ):
+            names = {_unflux(name) for name in re.findall(_STRING, match.group(1))}
+            return await self._read(bucket, measurements[0], where, start, stop, names)
         if not rest or not (match := _FIELD_FILTER.match(rest[0])):
             raise _Unsupported("expected pivot() or a filter on _field")
         field = _unflux(match.group(1))
@@ -280,11 +291,22 @@ class InfluxV2Emulator:
         }
 
     async def _read(
-        self, bucket: str, measurement: str, where: str, start: int, stop: int
+        self,
+        bucket: str,
+        measurement: str,
+        where: str,
+        start: int,
+        stop: int,
+        names: set[str] | None = None,
     ) -> web.Response:
         types = await self._field_types(bucket, measurement)
+        selection = "*"
+        if names is not None:
+            if not (chosen := [key for key in types if key in names]):
+                return web.Response(body=b"", content_type="text/csv")
+            selection = ", ".join(quote_ident(key) for key in chosen)
         series = await self._influxql(
-            f"SELECT * FROM {quote_ident(measurement)} WHERE {where} GROUP BY *", bucket
+            f"SELECT {selection} FROM {quote_ident(measurement)} WHERE {where} GROUP BY *", bucket
         )
         out = io.StringIO()
         for table, one in enumerate(series):

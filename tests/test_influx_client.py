@@ -232,6 +232,25 @@ async def test_read_series_streams_raw_rows_series_by_series(client: InfluxClien
     assert all(isinstance(p.fields["value"], float) for p in blocks[0].points())
 
 
+async def test_reads_can_ask_for_some_fields_only(client: InfluxClient) -> None:
+    """Only the named fields come back, so points holding none of them do not."""
+    await client.write(SAMPLE)
+    read = sorted(
+        [
+            (p.tags["entity_id"], p.time_ns, dict(p.fields))
+            async for p in client.read_points(
+                "°C", T0, T0 + 2 * DAY, fields={"friendly_name_str", "state", "missing"}
+            )
+        ]
+    )
+    assert read == [
+        ("hall", T0 + 5, {"state": "heat"}),
+        ("kitchen", T0 + 1, {"friendly_name_str": "K"}),
+    ]
+    assert [p async for p in client.read_points("°C", T0, T0 + 2 * DAY, fields={"missing"})] == []
+    assert [p async for p in client.read_points("°C", T0, T0 + 2 * DAY, fields=())] == []
+
+
 async def test_reads_can_keep_only_series_with_given_tags(client: InfluxClient) -> None:
     await client.write(SAMPLE)
     read = [

@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-import functools
 import itertools
 import json
 from pathlib import Path
@@ -49,9 +48,9 @@ from custom_components.ha_ingestor.migration_model import (
     datetime_to_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (
+    LegacyTransform,
     OptimizedLayout,
     OptimizedOptions,
-    to_optimized,
 )
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 
@@ -63,9 +62,7 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 DAY_NS = 86_400 * 10**9
 EVERYTHING = (-(2**62), 2**62)
 
-TRANSFORM = functools.partial(
-    to_optimized, legacy_options=LegacyOptions(), optimized_options=OptimizedOptions()
-)
+TRANSFORM = LegacyTransform(LegacyOptions(), OptimizedOptions())
 # Outages play out in seconds, not minutes.
 FAST_RETRY = RetryPolicy(
     backoff=Backoff(base=0.05, maximum=0.5), failure_threshold=3, cool_down=0.5

@@ -13,16 +13,18 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import pytest
 import voluptuous as vol
 
+from custom_components.ha_ingestor.influx import SeriesBlock
 from custom_components.ha_ingestor.legacy_layout import (
     LegacyLayout,
     LegacyOptions,
     to_time_ns,
 )
-from custom_components.ha_ingestor.line_protocol import Point
+from custom_components.ha_ingestor.line_protocol import FieldValue, Point, encode
 from custom_components.ha_ingestor.optimized_layout import (
     DEFAULT_ALLOWED_ATTRIBUTES,
     IDENTITY_ATTRIBUTES,
     AreaLookup,
+    LegacyTransform,
     OptimizedLayout,
     OptimizedOptions,
     to_optimized,
@@ -515,3 +517,101 @@ def test_default_allow_list_has_one_fixed_type_per_attribute() -> None:
     assert set(DEFAULT_ALLOWED_ATTRIBUTES.values()) == {float, str}
     textual = {name for name, kind in DEFAULT_ALLOWED_ATTRIBUTES.items() if kind is str}
     assert textual == {"hvac_action", "hvac_mode", "preset_mode", "fan_mode"}
+
+
+# --- The backfill's fast path: SeriesEncoder and the fields the transform reads ---
+
+
+def _as_read_back(value: FieldValue) -> FieldValue:
+    """A stored float as InfluxDB's JSON gives it back: 12.0 reads as 12."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _converter(values: list[FieldValue]) -> Any:
+    kinds = {type(value) for value in values}
+    return float if kinds == {float} else (lambda value: value)
+
+
+def series_blocks(points: list[Point]) -> list[SeriesBlock]:
+    """The points as the server streams them back: one block of raw rows per series."""
+    by_series: dict[tuple[str, tuple[tuple[str, str], ...]], list[Point]] = {}
+    for point in points:
+        key = (point.measurement, tuple(sorted(point.tags.items())))
+        by_series.setdefault(key, []).append(point)
+    blocks = []
+    for (measurement, tags), members in by_series.items():
+        fields = tuple(sorted({name for point in members for name in point.fields}))
+        rows = [
+            [
+                point.time_ns,
+                *(
+                    _as_read_back(point.fields[name]) if name in point.fields else None
+                    for name in fields
+                ),
+            ]
+            for point in members
+        ]
+        converters = tuple(
+            _converter([point.fields[name] for point in members if name in point.fields])
+            for name in fields
+        )
+        blocks.append(SeriesBlock(measurement, dict(tags), fields, rows, converters))
+    return blocks
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    options=options_mappings,
+    history=st.lists(st.tuples(states, st.integers(0, 3)), min_size=1, max_size=25),
+    area_of=area_lookups,
+)
+def test_the_series_encoder_gives_the_encoded_transform_of_every_row(
+    options: dict[str, Any], history: list[tuple[State, int]], area_of: AreaLookup
+) -> None:
+    """The backfill's per-series shortcut writes exactly what transform + encode would."""
+    legacy_options = LegacyOptions.from_options(options)
+    transform = LegacyTransform(legacy_options, OptimizedOptions.from_options(options), area_of)
+    layout = LegacyLayout(legacy_options)
+    points = []
+    for index, (state, repeats) in enumerate(history):
+        # Repeats: the same record again later, as a door that opens every day.
+        for again in range(repeats + 1):
+            point = layout.point(state, TIME_FIRED)
+            if point is not None:
+                points.append(
+                    Point(point.measurement, point.tags, point.fields, TIME_NS + index * 10 + again)
+                )
+    for block in series_blocks(points):
+        encoder = transform.series_encoder(block.fields, block.point)
+        for row in block.rows:
+            point = block.point(row)
+            optimized = None if point is None else transform(point)
+            line = None if optimized is None else encode(optimized)
+            expected = "" if line is None else line.rsplit(" ", 1)[0]
+            assert encoder(row) == expected
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(options=options_mappings, state=states, area_of=area_lookups)
+def test_the_transform_needs_only_the_fields_it_says_it_reads(
+    options: dict[str, Any], state: State, area_of: AreaLookup
+) -> None:
+    """The backfill reads only ``fields_read``: the other legacy fields change nothing."""
+    legacy_options = LegacyOptions.from_options(options)
+    transform = LegacyTransform(legacy_options, OptimizedOptions.from_options(options), area_of)
+    legacy = LegacyLayout(legacy_options).point(state, TIME_FIRED)
+    assume(legacy is not None)
+    assert legacy is not None
+    read = {name: value for name, value in legacy.fields.items() if name in transform.fields_read}
+    projected = Point(legacy.measurement, legacy.tags, read, legacy.time_ns)
+    assert transform(projected) == transform(legacy)
+
+
+def test_the_transform_does_not_read_attributes_outside_the_allow_list() -> None:
+    transform = LegacyTransform(LegacyOptions(), OptimizedOptions())
+    assert {"value", "state", "friendly_name_str", "brightness", "hvac_mode_str"} <= (
+        transform.fields_read
+    )
+    assert not {"icon_str", "supported_features", "color_mode_str"} & transform.fields_read

@@ -9,7 +9,6 @@ stopped, and tells users what happens through entities, bus events and repair is
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-import functools
 import logging
 from pathlib import Path
 import time
@@ -44,7 +43,7 @@ from .migration_model import (
     start_migration,
     transition,
 )
-from .optimized_layout import to_optimized
+from .optimized_layout import LegacyTransform
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -486,12 +485,11 @@ class MigrationController:
             return configured if configured and configured != source else f"{source}_optimized"
         return configured or source
 
-    def _transform(self) -> Callable[[Any], Any]:
-        return functools.partial(
-            to_optimized,
-            legacy_options=legacy_options(self._entry.options),
-            optimized_options=optimized_options(self._entry.options),
-            area_of=area_lookup(self.hass),
+    def _transform(self) -> LegacyTransform:
+        return LegacyTransform(
+            legacy_options(self._entry.options),
+            optimized_options(self._entry.options),
+            area_lookup(self.hass),
         )
 
     def _validator(self) -> "engine.Validator":

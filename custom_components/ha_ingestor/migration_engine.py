@@ -7,7 +7,7 @@ and entities; the rules (phases, thresholds, arithmetic) are in ``migration_mode
 import asyncio
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +28,7 @@ from .influx import (
     QueryFailed,
     SeriesBlock,
 )
-from .line_protocol import Point, encode
+from .line_protocol import Point
 from .migration_model import (
     BackfillCheckpoint,
     EntityMismatch,
@@ -43,6 +43,7 @@ from .migration_model import (
     datetime_to_ns,
     decide_on_error_rate,
 )
+from .optimized_layout import LegacyTransform, SeriesEncoder
 from .retry import RetryPolicy, call_with_retry
 from .spool import DeadLetterFile
 
@@ -66,8 +67,6 @@ DEFAULT_WINDOW_NS: Final = DAY_NS
 _MIN_WINDOW_NS: Final = 60 * 10**9
 # A window grows or shrinks at most this much from one to the next.
 _WINDOW_STEP: Final = 4
-# Repeated legacy records remembered per series (see Backfill).
-_MEMO_LIMIT: Final = 4_096
 PROGRESS_INTERVAL: Final = 0.5
 # Blocks (of up to one server chunk) read ahead of the conversion.
 _READ_AHEAD: Final = 2
@@ -267,10 +266,11 @@ class Backfill:
     Windows adapt to the density of each measurement (aiming at a fixed number of points per
     window) and are read with time bounds, never with LIMIT/OFFSET.
 
-    ``transform`` must be a pure function of the point that keeps its time (the optimized
-    layout's time is the legacy one). The backfill relies on that to convert each distinct
-    record of a series once: a state that repeats (a door that opens again, a temperature
-    that comes back to 21.5) costs one dictionary look-up instead of a transform and an encode.
+    Rows become lines through the transform's :class:`SeriesEncoder`, which converts each
+    distinct record of a series once: a state that repeats (a door that opens again) or a
+    value beside unchanged attributes costs a dictionary look-up, not a transform and an
+    encode. The optimized layout keeps the legacy time, so a line is its record's conversion
+    followed by the row's own timestamp.
 
     Failures: points the server refuses are isolated by bisection, appended to the dead-letter
     file and counted as failed (a window copied again after a stop or crash may append its
@@ -286,7 +286,7 @@ class Backfill:
         client: InfluxClient,
         state: MigrationState,
         *,
-        transform: Transform,
+        transform: LegacyTransform,
         save: SaveState,
         dead_letter_path: Path | str,
         source_database: str | None = None,
@@ -324,9 +324,9 @@ class Backfill:
         self._windows: dict[str, int] = {}
         self._pending: deque[_Window] = deque()
         self._batch = _Batch()
-        # Measurement → (series, its remembered conversions), least recently used first.
-        self._memos: dict[
-            str, tuple[tuple[Mapping[str, str], tuple[str, ...]], dict[tuple[object, ...], str]]
+        # Measurement → (series, its encoder), least recently used first.
+        self._encoders: dict[
+            str, tuple[tuple[Mapping[str, str], tuple[str, ...]], SeriesEncoder]
         ] = {}
         self._stop = asyncio.Event()
         self._decision = "continue"
@@ -525,7 +525,7 @@ class Backfill:
         selects = self.state.config.selects if self.state.config.entities else None
         read = 0
         async for block in self._client.read_series(
-            window.measurement, start, end, self._source_db
+            window.measurement, start, end, self._source_db, fields=self._transform.fields_read
         ):
             entity_id = legacy_entity_id(block.tags)
             if entity_id is None or (selects is not None and not selects(entity_id)):
@@ -572,7 +572,7 @@ class Backfill:
         self, block: SeriesBlock, window: _Window, queue: asyncio.Queue[_Batch | None]
     ) -> None:
         """The hot path: one row of a series at a time into the current batch."""
-        memo = self._memo_for(block)
+        encoder = self._encoder_for(block)
         batch_size = self._batch_size
         self._join(window)
         lines = self._batch.lines
@@ -580,14 +580,7 @@ class Backfill:
         rows = block.rows
         for first in range(0, len(rows), _SLICE_ROWS):
             for row in rows[first : first + _SLICE_ROWS]:
-                # Raw values as the server sent them: equal values convert to equal fields.
-                key = tuple(row[1:])
-                prefix = memo.get(key)
-                if prefix is None:
-                    prefix = self._convert(block, row)
-                    if len(memo) >= _MEMO_LIMIT:
-                        memo.clear()
-                    memo[key] = prefix
+                prefix = encoder(row)
                 if not prefix:
                     skipped += 1
                     continue
@@ -604,33 +597,18 @@ class Backfill:
         window.read += len(block.rows)
         window.skipped += skipped
 
-    def _memo_for(self, block: SeriesBlock) -> dict[tuple[object, ...], str]:
-        """The remembered conversions of the block's series (kept for the few series being
-        read at once; another series of the same measurement starts afresh)."""
+    def _encoder_for(self, block: SeriesBlock) -> SeriesEncoder:
+        """The encoder of the block's series (kept for the few series being read at once;
+        another series of the same measurement starts afresh)."""
         series = (block.tags, block.fields)
-        memos = self._memos
-        found = memos.pop(block.measurement, None)
+        encoders = self._encoders
+        found = encoders.pop(block.measurement, None)
         if found is None or found[0] != series:
-            found = (series, {})
-        memos[block.measurement] = found
-        if len(memos) > 2 * _READERS:
-            del memos[next(iter(memos))]
+            found = (series, self._transform.series_encoder(block.fields, block.point))
+        encoders[block.measurement] = found
+        if len(encoders) > 2 * _READERS:
+            del encoders[next(iter(encoders))]
         return found[1]
-
-    def _convert(self, block: SeriesBlock, row: Sequence[object]) -> str:
-        """The optimized line of one row without its timestamp; "" when nothing is copied."""
-        point = block.point(row)
-        if point is None:
-            return ""
-        optimized = self._transform(point)
-        if optimized is None:
-            return ""
-        if optimized.time_ns != point.time_ns:
-            raise ValueError("the backfill transform must keep the time of the point")
-        line = encode(optimized)
-        if line is None:
-            return ""
-        return line[: line.rindex(" ")]
 
     def _join(self, window: _Window) -> None:
         """Make the current batch's next lines count for ``window``."""

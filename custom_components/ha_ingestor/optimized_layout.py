@@ -32,7 +32,7 @@ number 1 the live side sees; an allow-listed name ending in ``_`` or ``_str``, w
 legacy field can collide with.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -57,7 +57,7 @@ from .legacy_layout import (
     state_fields,
     to_time_ns,
 )
-from .line_protocol import FieldValue, Point
+from .line_protocol import FieldValue, Point, encode
 
 type AttributeType = type[float] | type[str]
 type AreaLookup = Callable[[str], str | None]
@@ -407,3 +407,133 @@ def to_optimized(
         for key, configured in optimized_options.tags.items()
     }
     return Point(domain, _finished_tags(tags, global_tags), fields, legacy.time_ns)
+
+
+# A finite stand-in for the value while the rest of a record is converted (see SeriesEncoder).
+_PLACEHOLDER: Final = 0.0
+_PLACEHOLDER_SUFFIX: Final = " value=0.0 0"
+
+
+@dataclass(frozen=True)
+class LegacyTransform:
+    """:func:`to_optimized` with its options bound: what the backfill and validation apply."""
+
+    legacy_options: LegacyOptions
+    optimized_options: OptimizedOptions
+    area_of: AreaLookup | None = None
+
+    def __call__(self, legacy: Point) -> Point | None:
+        """The optimized point for one legacy point (see :func:`to_optimized`)."""
+        return to_optimized(legacy, self.legacy_options, self.optimized_options, self.area_of)
+
+    @cached_property
+    def fields_read(self) -> frozenset[str]:
+        """The legacy fields the transform looks at; the others cannot change its result.
+
+        Legacy points carry every attribute (icons, colour modes, supported features …):
+        reading only these saves the server most of the work of a bulk read.
+        """
+        names = {*self.optimized_options.allowed_attributes, *IDENTITY_ATTRIBUTES}
+        return frozenset({"value", "state", *names, *(f"{name}_str" for name in names)})
+
+    def series_encoder(
+        self, fields: Sequence[str], point_of: Callable[[Sequence[Any]], Point | None]
+    ) -> "SeriesEncoder":
+        """An encoder for the rows of one legacy series (see :class:`SeriesEncoder`)."""
+        return SeriesEncoder(self, fields, point_of)
+
+
+class SeriesEncoder:
+    """The optimized lines, without their timestamps, of the records of one legacy series.
+
+    A row is ``[time_ns, value_1, …]`` with one value per name in ``fields`` as the server
+    sent it, and ``point_of(row)`` is its legacy point. For every row this gives exactly
+    ``encode(to_optimized(point_of(row)))`` up to the last space (``""`` when that is
+    ``None``), but converts each distinct record once: a series' tags and attributes rarely
+    change while its value does, so a record with a numeric value is remembered without the
+    value, which is formatted in place. This relies on how :func:`to_optimized` treats a
+    record without a textual state: its ``value`` field is the legacy ``value`` as a float
+    when that is a finite number, absent otherwise, and written first.
+    """
+
+    __slots__ = ("_lines", "_parts", "_point_of", "_rest", "_state", "_transform", "_value")
+
+    # Distinct records remembered, of each kind; beyond this the memory starts afresh.
+    MEMO_LIMIT: Final = 4_096
+
+    def __init__(
+        self,
+        transform: LegacyTransform,
+        fields: Sequence[str],
+        point_of: Callable[[Sequence[Any]], Point | None],
+    ) -> None:
+        """Prepare for rows of ``fields``; ``point_of`` turns a row into its legacy point."""
+        self._transform = transform
+        self._point_of = point_of
+        # Row indexes (0 is the time).
+        self._value = fields.index("value") + 1 if "value" in fields else None
+        self._state = fields.index("state") + 1 if "state" in fields else None
+        rest = [index for index in range(1, len(fields) + 1) if index != self._value]
+        self._rest: Callable[[Sequence[Any]], tuple[Any, ...]] = lambda row: tuple(
+            [row[index] for index in rest]
+        )
+        # The row without its time → the line without its timestamp.
+        self._lines: dict[tuple[Any, ...], str] = {}
+        # A row with a numeric value, without its time and value → the line's series key and
+        # its fields besides "value".
+        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
+
+    def __call__(self, row: Sequence[Any]) -> str:
+        """The optimized line of ``row`` without its timestamp; ``""`` when nothing is written."""
+        value_index = self._value
+        state_index = self._state
+        if value_index is None or (state_index is not None and isinstance(row[state_index], str)):
+            # A textual state: the value is derived from it, so the whole record is the key.
+            key = tuple(row[1:])
+            if (line := self._lines.get(key)) is None:
+                line = _remember(self._lines, key, self._whole_line(row))
+            return line
+        rest = self._rest(row)
+        if (parts := self._parts.get(rest)) is None:
+            parts = _remember(self._parts, rest, self._split_line(row, value_index))
+        head, tail = parts
+        if not head:
+            return ""
+        value = row[value_index]
+        if type(value) is float or type(value) is int:
+            number = float(value)
+            if math.isfinite(number):
+                return f"{head} value={number!r},{tail}" if tail else f"{head} value={number!r}"
+        return f"{head} {tail}" if tail else ""
+
+    def _whole_line(self, row: Sequence[Any]) -> str:
+        point = self._point_of(row)
+        optimized = None if point is None else self._transform(point)
+        line = None if optimized is None else encode(optimized)
+        return "" if line is None else line[: line.rindex(" ")]
+
+    def _split_line(self, row: Sequence[Any], value_index: int) -> tuple[str, str]:
+        """The series key and the fields besides "value" of a record with a numeric value."""
+        probe = list(row)
+        probe[0] = 0
+        probe[value_index] = _PLACEHOLDER
+        point = self._point_of(probe)
+        optimized = None if point is None else self._transform(point)
+        if optimized is None:
+            # No entity to write for: no value can change that.
+            return "", ""
+        head_line = encode(Point(optimized.measurement, optimized.tags, {"value": _PLACEHOLDER}, 0))
+        if head_line is None or not head_line.endswith(_PLACEHOLDER_SUFFIX):
+            raise ValueError(f"unexpected encoding of {optimized}")
+        head = head_line[: -len(_PLACEHOLDER_SUFFIX)]
+        others = {name: value for name, value in optimized.fields.items() if name != "value"}
+        line = encode(Point(optimized.measurement, optimized.tags, others, 0))
+        # The encoder writes "<series key> <fields> <time>": the key is the one above.
+        return head, "" if line is None else line[len(head) + 1 : -2]
+
+
+def _remember[K, V](memo: dict[K, V], key: K, value: V) -> V:
+    if len(memo) >= SeriesEncoder.MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value

@@ -177,13 +177,17 @@ class InfluxClient(ABC):
         database: str | None = None,
         *,
         where: TagFilter | None = None,
+        fields: Collection[str] | None = None,
     ) -> AsyncIterator[Point]:
         """Stream every point of a measurement with start_ns <= time < end_ns.
 
         Streams in chunks, so memory stays flat however large the window is. ``where``
-        keeps only the series whose tags match.
+        keeps only the series whose tags match; ``fields`` (when given) only those fields,
+        and so only the points that have one of them.
         """
-        async for block in self.read_series(measurement, start_ns, end_ns, database, where=where):
+        async for block in self.read_series(
+            measurement, start_ns, end_ns, database, where=where, fields=fields
+        ):
             for point in block.points():
                 yield point
 
@@ -196,6 +200,7 @@ class InfluxClient(ABC):
         database: str | None = None,
         *,
         where: TagFilter | None = None,
+        fields: Collection[str] | None = None,
     ) -> AsyncIterator[SeriesBlock]:
         """Stream the points of :meth:`read_points` as blocks of raw rows, series by series.
 

@@ -1,6 +1,6 @@
 """InfluxDB 1.x: InfluxQL over /query and line protocol over /write, on HA's aiohttp session."""
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,9 @@ from .errors import (
 )
 
 CHUNK_SIZE = 10_000
+# Compressing an answer costs the server more CPU than the bytes cost the network: backfill
+# and validation read the whole history, usually from a server on the same host or LAN.
+_QUERY_HEADERS = {"Accept-Encoding": "identity"}
 
 _CONVERTERS: dict[str, Callable[[Any], FieldValue]] = {
     "float": float,
@@ -128,12 +131,20 @@ class InfluxV1Client(InfluxClient):
         database: str | None = None,
         *,
         where: TagFilter | None = None,
+        fields: Collection[str] | None = None,
     ) -> AsyncIterator[SeriesBlock]:
         database = database or self.database
         types = await self.field_types(measurement, database)
+        if fields is None:
+            selection = "*"
+        else:
+            types = {key: kind for key, kind in types.items() if key in fields}
+            if not types:
+                return
+            selection = ", ".join(quote_ident(key) for key in types)
         converters = {key: _CONVERTERS.get(kind, _identity) for key, kind in types.items()}
         query = (
-            f"SELECT * FROM {quote_ident(measurement)} "
+            f"SELECT {selection} FROM {quote_ident(measurement)} "
             f"WHERE {_time_and_tags(start_ns, end_ns, where)} GROUP BY *"
         )
         async for series in self._stream(query, database):
@@ -230,6 +241,7 @@ class InfluxV1Client(InfluxClient):
             async with self._session.post(
                 self._url("/query"),
                 data=data,
+                headers=_QUERY_HEADERS,
                 auth=self._auth,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.settings.timeout, sock_read=self.settings.timeout

@@ -5,7 +5,7 @@ needs influxdb-client >= 1.30 while HA core's own influxdb integration pins 1.24
 would reinstall whichever version the integration loaded last.
 """
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 import csv
 from datetime import UTC, datetime
 import re
@@ -275,23 +275,26 @@ class InfluxV2Client(InfluxClient):
         database: str | None = None,
         *,
         where: TagFilter | None = None,
+        fields: Collection[str] | None = None,
     ) -> AsyncIterator[SeriesBlock]:
-        flux = "\n".join(
-            [
-                *_select(database or self.database, start_ns, end_ns, [measurement], where),
-                '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
-            ]
-        )
+        lines = _select(database or self.database, start_ns, end_ns, [measurement], where)
+        if fields is not None:
+            if not fields:
+                return
+            either = " or ".join(f"r._field == {flux_string(name)}" for name in sorted(fields))
+            lines.append(f"  |> filter(fn: (r) => {either})")
+        lines.append('  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")')
+        flux = "\n".join(lines)
         # After the pivot every table is one series: tags are its group columns.
         table: str | None = None
         name = measurement
         tags: dict[str, str] = {}
-        fields: tuple[str, ...] = ()
+        columns: tuple[str, ...] = ()
         rows: list[list[Any]] = []
         async for row in self._flux_rows(flux, typed=True):
             if row.get("table") != table or len(rows) >= _BLOCK_ROWS:
                 if rows:
-                    yield SeriesBlock(name, tags, fields, rows)
+                    yield SeriesBlock(name, tags, columns, rows)
                 rows = []
                 if row.get("table") != table:
                     table = row.get("table")
@@ -301,14 +304,14 @@ class InfluxV2Client(InfluxClient):
                         for key, value in row.items()
                         if isinstance(value, _Tag) and key not in _FLUX_META and value
                     }
-                    fields = tuple(
+                    columns = tuple(
                         key
                         for key, value in row.items()
                         if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
                     )
-            rows.append([row["_time"], *(row.get(key) for key in fields)])
+            rows.append([row["_time"], *(row.get(key) for key in columns)])
         if rows:
-            yield SeriesBlock(name, tags, fields, rows)
+            yield SeriesBlock(name, tags, columns, rows)
 
     async def _flux_rows(self, flux: str, *, typed: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Stream the rows of an annotated-CSV Flux answer."""
