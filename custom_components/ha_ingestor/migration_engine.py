@@ -7,7 +7,7 @@ and entities; the rules (phases, thresholds, arithmetic) are in ``migration_mode
 import asyncio
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,7 @@ from typing import Final
 
 from .influx import (
     Aggregate,
+    AggregateRow,
     CannotConnect,
     InfluxClient,
     PointsRejected,
@@ -107,6 +108,42 @@ def _range_ns(config: MigrationConfig) -> tuple[int, int]:
 # Discovery ------------------------------------------------------------------------------------
 
 
+async def legacy_rows(
+    client: InfluxClient,
+    measurement: str,
+    function: Aggregate,
+    *,
+    selects: Callable[[str], bool],
+    start_ns: int,
+    end_ns: int,
+    database: str,
+    every_ns: int | None = None,
+    fields: Collection[str] = STATE_FIELDS,
+) -> AsyncIterator[tuple[int, str, AggregateRow]]:
+    """``function`` of each state field of one legacy measurement, per selected legacy series.
+
+    Yields (index of the field in STATE_FIELDS, full entity id, row); fields not in
+    ``fields`` are not asked for, and series of the optimized layout never come up.
+    """
+    for index, name in enumerate(STATE_FIELDS):
+        if name not in fields:
+            continue
+        rows = await client.aggregate(
+            measurement,
+            name,
+            function,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            group_by=("domain", "entity_id"),
+            every_ns=every_ns,
+            database=database,
+        )
+        for row in rows:
+            entity_id = legacy_entity_id(row.tags)
+            if entity_id is not None and selects(entity_id):
+                yield index, entity_id, row
+
+
 @dataclass(frozen=True, kw_only=True)
 class DiscoveredSource(SourceSummary):
     """What discovery found, with the details the backfill and validation reuse.
@@ -153,29 +190,23 @@ async def discover(
         counts: dict[str, int] = {}
         first: int | None = None
         last: int | None = None
-        for name in STATE_FIELDS:
-            if name not in keys:
-                continue
-            for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
-                rows = await client.aggregate(
-                    measurement,
-                    name,
-                    function,
-                    start_ns=start_ns,
-                    end_ns=end_ns,
-                    group_by=("domain", "entity_id"),
-                    database=database,
-                )
-                for row in rows:
-                    entity_id = legacy_entity_id(row.tags)
-                    if entity_id is None or not config.selects(entity_id):
-                        continue
-                    if function is Aggregate.COUNT:
-                        counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
-                    elif function is Aggregate.FIRST:
-                        first = row.time_ns if first is None else min(first, row.time_ns)
-                    else:
-                        last = row.time_ns if last is None else max(last, row.time_ns)
+        for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
+            async for _, entity_id, row in legacy_rows(
+                client,
+                measurement,
+                function,
+                selects=config.selects,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                database=database,
+                fields=keys,
+            ):
+                if function is Aggregate.COUNT:
+                    counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
+                elif function is Aggregate.FIRST:
+                    first = row.time_ns if first is None else min(first, row.time_ns)
+                else:
+                    last = row.time_ns if last is None else max(last, row.time_ns)
         if not counts or first is None or last is None:
             continue
         field_keys[measurement] = keys
@@ -550,22 +581,17 @@ class Backfill:
 
     async def _next_point(self, measurement: str, start: int, end: int) -> int:
         """Time of the first point to copy in [start, end), or ``end`` when there is none."""
-        selects = self.state.config.selects
         found = end
-        for name in STATE_FIELDS:
-            rows = await self._client.aggregate(
-                measurement,
-                name,
-                Aggregate.FIRST,
-                start_ns=start,
-                end_ns=end,
-                group_by=("domain", "entity_id"),
-                database=self._source_db,
-            )
-            for row in rows:
-                entity_id = legacy_entity_id(row.tags)
-                if entity_id is not None and selects(entity_id):
-                    found = min(found, row.time_ns)
+        async for _, _, row in legacy_rows(
+            self._client,
+            measurement,
+            Aggregate.FIRST,
+            selects=self.state.config.selects,
+            start_ns=start,
+            end_ns=end,
+            database=self._source_db,
+        ):
+            found = min(found, row.time_ns)
         return found
 
     async def _copy(
@@ -877,25 +903,19 @@ class Validator:
         """Per (entity, day): [value count, state count]; and entity → legacy measurements."""
         counts: _Counts = {}
         places: dict[str, set[str]] = {}
-        selects = self.state.config.selects
         for measurement in sorted(self.state.checkpoints):
-            for index, name in enumerate(STATE_FIELDS):
-                rows = await self._client.aggregate(
-                    measurement,
-                    name,
-                    Aggregate.COUNT,
-                    start_ns=start,
-                    end_ns=end,
-                    group_by=("domain", "entity_id"),
-                    every_ns=DAY_NS,
-                    database=self._source_db,
-                )
-                for row in rows:
-                    entity = legacy_entity_id(row.tags)
-                    if entity is None or not selects(entity):
-                        continue
-                    counts.setdefault((entity, row.time_ns), [0, 0])[index] += int(row.value)
-                    places.setdefault(entity, set()).add(measurement)
+            async for index, entity, row in legacy_rows(
+                self._client,
+                measurement,
+                Aggregate.COUNT,
+                selects=self.state.config.selects,
+                start_ns=start,
+                end_ns=end,
+                database=self._source_db,
+                every_ns=DAY_NS,
+            ):
+                counts.setdefault((entity, row.time_ns), [0, 0])[index] += int(row.value)
+                places.setdefault(entity, set()).add(measurement)
         return counts, places
 
     async def _optimized_counts(self, domains: Iterable[str], start: int, end: int) -> _Counts:
@@ -1155,21 +1175,18 @@ async def cleanup_legacy(
     database = database or client.database
     deleted = 0
     for measurement in sorted(state.checkpoints):
-        entities: set[tuple[str, str]] = set()
-        for name in STATE_FIELDS:
-            rows = await client.aggregate(
+        entities = {
+            (row.tags["domain"], row.tags["entity_id"])
+            async for _, _, row in legacy_rows(
+                client,
                 measurement,
-                name,
                 Aggregate.COUNT,
+                selects=state.config.selects,
                 start_ns=_ALL_TIME[0],
                 end_ns=_ALL_TIME[1],
-                group_by=("domain", "entity_id"),
                 database=database,
             )
-            for row in rows:
-                entity_id = legacy_entity_id(row.tags)
-                if entity_id is not None and state.config.selects(entity_id):
-                    entities.add((row.tags["domain"], row.tags["entity_id"]))
+        }
         for domain, object_id in sorted(entities):
             await client.delete_series(
                 measurement, {"domain": domain, "entity_id": object_id}, database
