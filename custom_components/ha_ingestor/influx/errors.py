@@ -1,5 +1,7 @@
 """What can go wrong talking to InfluxDB, in terms the rest of the integration acts on."""
 
+import orjson
+
 
 class InfluxError(Exception):
     """Base class for every InfluxDB failure."""
@@ -27,3 +29,14 @@ class PointsRejected(InfluxError):
 
 class QueryFailed(InfluxError):
     """The server refused a query."""
+
+
+def error_text(body: bytes, key: str) -> str:
+    """The server's explanation from an error answer: its JSON ``key``, else the raw text."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and key in parsed:
+        return str(parsed[key])
+    return body.decode(errors="replace").strip()

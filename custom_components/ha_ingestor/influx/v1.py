@@ -15,6 +15,7 @@ from .errors import (
     InvalidAuth,
     PointsRejected,
     QueryFailed,
+    error_text,
 )
 
 CHUNK_SIZE = 10_000
@@ -43,13 +44,7 @@ def quote_literal(value: str) -> str:
 
 
 def _error_text(body: bytes) -> str:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode(errors="replace").strip()
-    if isinstance(parsed, dict) and "error" in parsed:
-        return str(parsed["error"])
-    return body.decode(errors="replace").strip()
+    return error_text(body, "error")
 
 
 class InfluxV1Client(InfluxClient):

@@ -17,7 +17,14 @@ import orjson
 from ..line_protocol import FieldValue
 from . import Aggregate, AggregateRow, InfluxClient, SeriesBlock, TagFilter
 from ._stream import iter_lines
-from .errors import CannotConnect, DatabaseNotFound, InvalidAuth, PointsRejected, QueryFailed
+from .errors import (
+    CannotConnect,
+    DatabaseNotFound,
+    InvalidAuth,
+    PointsRejected,
+    QueryFailed,
+    error_text,
+)
 
 # Columns Flux adds to every row; everything else after a pivot is a tag or a field.
 _FLUX_META = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
@@ -440,13 +447,7 @@ class _AnnotatedCsv:
 
 
 def _error_text(body: bytes) -> str:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode(errors="replace").strip()
-    if isinstance(parsed, dict) and "message" in parsed:
-        return str(parsed["message"])
-    return body.decode(errors="replace").strip()
+    return error_text(body, "message")
 
 
 def _raise_for_status(status: int, body: bytes) -> None:
