@@ -147,11 +147,47 @@ def load(url: str, points: int, days: int, seed: int) -> tuple[int, list[bytes],
     return count, ceiling, time.perf_counter() - started
 
 
-def measure_ceiling(url: str, bodies: list[bytes]) -> float:
+def measure_ceiling(url: str, bodies: list[bytes], server_pid: int) -> tuple[float, float]:
+    """Points per second, and influxd CPU µs per point, of the raw writes."""
+    server_cpu = _cpu_seconds(server_pid)
     started = time.perf_counter()
     asyncio.run(write_all(url, CEILING, iter(bodies), writers=2))
     elapsed = time.perf_counter() - started
-    return len(bodies) * LINES_PER_WRITE / elapsed
+    points = len(bodies) * LINES_PER_WRITE
+    return points / elapsed, (_cpu_seconds(server_pid) - server_cpu) / points * 1e6
+
+
+async def read_all(url: str, readers: int) -> int:
+    """Stream every legacy point the backfill reads (its fields), converting nothing."""
+    async with aiohttp.ClientSession() as session:
+        client = create_client(
+            session, ServerSettings(api_version=ApiVersion.V1, url=url, database=LEGACY)
+        )
+        todo = await client.measurements()
+        read = 0
+
+        async def reader() -> None:
+            nonlocal read
+            while todo:
+                measurement = todo.pop()
+                async for block in client.read_series(
+                    measurement, -(2**62), 2**62, fields=TRANSFORM.fields_read
+                ):
+                    read += len(block.rows)
+
+        await asyncio.gather(*(reader() for _ in range(readers)))
+        return read
+
+
+def measure_read(url: str, points: int, server_pid: int) -> tuple[float, float]:
+    """Points per second, and influxd CPU µs per point, of reading what the backfill reads."""
+    server_cpu = _cpu_seconds(server_pid)
+    started = time.perf_counter()
+    read = asyncio.run(read_all(url, readers=2))
+    elapsed = time.perf_counter() - started
+    if read != points:
+        raise RuntimeError(f"read {read} of {points} points")
+    return points / elapsed, (_cpu_seconds(server_pid) - server_cpu) / points * 1e6
 
 
 def measure_select_into(url: str, points: int) -> float:
@@ -269,39 +305,63 @@ def bench(points: int, args: argparse.Namespace) -> dict[str, Any]:
             server.create_database(database)
         print(f"[{points:,}] generating and loading legacy history …", file=sys.stderr)
         count, ceiling_bodies, load_seconds = load(server.url, points, args.days, args.seed)
+        assert server.process is not None
+        pid = server.process.pid
         print(f"[{points:,}] raw write ceiling …", file=sys.stderr)
-        ceiling = measure_ceiling(server.url, ceiling_bodies)
+        ceiling, write_cpu = measure_ceiling(server.url, ceiling_bodies, pid)
         del ceiling_bodies
+        print(f"[{points:,}] read ceiling …", file=sys.stderr)
+        read_rate, read_cpu = measure_read(server.url, count, pid)
         print(f"[{points:,}] SELECT INTO …", file=sys.stderr)
         select_into = measure_select_into(server.url, count)
         query(server.url, f'DROP DATABASE "{COPY}"')
         print(f"[{points:,}] backfill …", file=sys.stderr)
-        assert server.process is not None
-        backfill = measure_backfill(server.url, server.process.pid, args)
+        backfill = measure_backfill(server.url, pid, args)
         if backfill["read"] != count or backfill["failed"]:
             raise RuntimeError(f"backfill read {backfill['read']} of {count} points: {backfill}")
         return {
             "points": count,
             "load_seconds": load_seconds,
             "ceiling": ceiling,
+            "write_cpu_us": write_cpu,
+            "read_rate": read_rate,
+            "read_cpu_us": read_cpu,
             "select_into": select_into,
             **backfill,
         }
 
 
+def server_bound(row: dict[str, Any]) -> float:
+    """Points per second at which influxd alone fills every CPU with the backfill's work:
+    reading each point as the backfill reads it, and writing it as the ceiling writes it."""
+    return (os.cpu_count() or 1) * 1e6 / (row["read_cpu_us"] + row["write_cpu_us"])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'points':>10} {'raw write':>11} {'SELECT INTO':>12} {'backfill':>10} "
-        f"{'÷ raw':>7} {'÷ S.INTO':>8} {'peak mem':>9} {'py µs/pt':>9} {'influxd s':>9}"
+        f"{'points':>10} {'raw write':>11} {'read':>11} {'SELECT INTO':>12} {'bound':>10} "
+        f"{'backfill':>10} {'÷ raw':>6} {'÷ bound':>7} {'÷ S.INTO':>8} {'peak mem':>9}"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
         peak = (row["rss_peak"] - row["rss_baseline"]) / 2**20
+        bound = server_bound(row)
         lines.append(
-            f"{row['points']:>10,} {row['ceiling']:>9,.0f}/s {row['select_into']:>10,.0f}/s "
-            f"{row['rate']:>8,.0f}/s {row['rate'] / row['ceiling']:>7.0%} "
-            f"{row['rate'] / row['select_into']:>8.0%} {peak:>6.0f} MB "
-            f"{row['cpu_us_per_point']:>9.1f} {row['server_cpu_seconds']:>9.1f}"
+            f"{row['points']:>10,} {row['ceiling']:>9,.0f}/s {row['read_rate']:>9,.0f}/s "
+            f"{row['select_into']:>10,.0f}/s {bound:>8,.0f}/s {row['rate']:>8,.0f}/s "
+            f"{row['rate'] / row['ceiling']:>6.0%} {row['rate'] / bound:>7.0%} "
+            f"{row['rate'] / row['select_into']:>8.0%} {peak:>6.0f} MB"
+        )
+    head = (
+        f"\n{'points':>10} {'influxd µs/pt: write':>21} {'read':>6} {'backfill':>9} "
+        f"{'backfill process µs/pt':>23}"
+    )
+    lines += [head, "-" * len(head)]
+    for row in rows:
+        lines.append(
+            f"{row['points']:>10,} {row['write_cpu_us']:>21.1f} {row['read_cpu_us']:>6.1f} "
+            f"{row['server_cpu_seconds'] / row['read'] * 1e6:>9.1f} "
+            f"{row['cpu_us_per_point']:>23.1f}"
         )
     return "\n".join(lines)
 
@@ -335,7 +395,10 @@ def main() -> None:
     print(table(rows))
     print(
         "\nraw write: pre-encoded optimized lines, 10,000-line batches, 2 writers "
-        f"(first {CEILING_POINTS:,} points). SELECT INTO: server-side copy, GROUP BY *.\n"
+        f"(first {CEILING_POINTS:,} points). read: the fields the backfill reads, streamed\n"
+        "and decoded, nothing converted (2 readers). SELECT INTO: server-side copy, GROUP BY *.\n"
+        "bound: CPUs x 1e6 ÷ (influxd µs/pt to read + to write): the rate at which influxd\n"
+        "alone would fill every CPU doing the backfill's reads and writes.\n"
         "backfill: discover excluded; read + to_optimized + encode + write, end to end.\n"
         "peak mem: the backfill process's RSS high-water mark above its baseline."
     )

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
 import math
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Final, Self
 
@@ -474,14 +475,15 @@ class SeriesEncoder:
         self._value = fields.index("value") + 1 if "value" in fields else None
         self._state = fields.index("state") + 1 if "state" in fields else None
         rest = [index for index in range(1, len(fields) + 1) if index != self._value]
-        self._rest: Callable[[Sequence[Any]], tuple[Any, ...]] = lambda row: tuple(
-            [row[index] for index in rest]
+        # The record without its time and value, as a dictionary key.
+        self._rest: Callable[[Sequence[Any]], object] = (
+            itemgetter(*rest) if rest else lambda row: ()
         )
         # The row without its time → the line without its timestamp.
         self._lines: dict[tuple[Any, ...], str] = {}
         # A row with a numeric value, without its time and value → the line's series key and
         # its fields besides "value".
-        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._parts: dict[object, tuple[str, str]] = {}
 
     def __call__(self, row: Sequence[Any]) -> str:
         """The optimized line of ``row`` without its timestamp; ``""`` when nothing is written."""
