@@ -73,6 +73,9 @@ PROGRESS_INTERVAL: Final = 0.5
 _READ_AHEAD: Final = 2
 # Measurements read at the same time.
 _READERS: Final = 2
+# The validation sample's unit of time (weeks from the epoch), and how many are compared at once.
+_SAMPLE_SPAN_NS: Final = 7 * DAY_NS
+_COMPARING_SPANS: Final = 2
 # Rows converted between two turns of the event loop (a few milliseconds of work).
 _SLICE_ROWS: Final = 256
 
@@ -798,9 +801,10 @@ class Backfill:
 type _Counts = dict[tuple[str, int], list[int]]
 
 
-def in_sample(entity_id: str, day_ns: int, share: float) -> bool:
-    """Whether one entity-day belongs to the record-level sample (the same on every run)."""
-    digest = hashlib.blake2b(f"{entity_id}|{day_ns}".encode(), digest_size=8).digest()
+def in_sample(entity_id: str, span_ns: int, share: float) -> bool:
+    """Whether one entity-week (the week starting at ``span_ns``) belongs to the record-level
+    sample; the same on every run."""
+    digest = hashlib.blake2b(f"{entity_id}|{span_ns}".encode(), digest_size=8).digest()
     return int.from_bytes(digest) < share * 2**64
 
 
@@ -810,8 +814,8 @@ class Validator:
     - Counts per entity and UTC day, of the ``value`` and of the ``state`` fields, in both
       layouts over the migrated range: legacy by measurement + ``domain`` + ``entity_id``
       (object id), optimized by measurement (the domain) + ``entity_id`` (full id).
-    - Record by record for a ``validate_percentage`` sample of the entity-days (chosen by a
-      hash of entity and day, so a re-run checks the same ones): ``transform`` of every legacy
+    - Record by record for a ``validate_percentage`` sample of the entity-weeks (chosen by a
+      hash of entity and week, so a re-run checks the same ones): ``transform`` of every legacy
       point against the optimized point actually stored at that time.
     - The integrity score is matching / compared, over entity-day counts and sampled records
       together; 1.0 when everything compared is identical.
@@ -846,7 +850,7 @@ class Validator:
     async def run(self) -> ValidationResult:
         """Count, sample and time; the result goes into ``state.validation`` by the caller."""
         start, end = self.migrated_range()
-        config = self.state.config
+        share = self.state.config.validate_percentage
         legacy, places = await self._legacy_counts(start, end)
         domains = sorted({entity.partition(".")[0] for entity in places})
         optimized = await self._optimized_counts(domains, start, end)
@@ -863,29 +867,43 @@ class Validator:
                 matching += 1
             else:
                 mismatch(key[0])["days"] += 1
+        # Sampled by entity and week: one query per measurement reads a week of every
+        # sampled entity in it, and the sample is still spread over the whole history.
         sample = sorted(
-            (day, entity)
-            for entity, day in legacy.keys() | optimized.keys()
-            if in_sample(entity, day, config.validate_percentage)
+            {
+                (span, entity)
+                for entity, day in legacy.keys() | optimized.keys()
+                if in_sample(entity, span := day - day % _SAMPLE_SPAN_NS, share)
+            }
         )
         records = 0
-        for day, group in _group_by_day(sample):
-            checked, wrong = await self._compare_records(
-                day, group, places, max(day, start), min(day + DAY_NS, end)
-            )
+        # Spans are compared a few at once: each is a few small queries per measurement.
+        slots = asyncio.Semaphore(_COMPARING_SPANS)
+
+        async def compare(span: int, group: list[str]) -> tuple[int, dict[str, int]]:
+            async with slots:
+                return await self._compare_records(
+                    group, places, max(span, start), min(span + _SAMPLE_SPAN_NS, end)
+                )
+
+        async with asyncio.TaskGroup() as comparisons:
+            tasks = [
+                comparisons.create_task(compare(span, group))
+                for span, group in _group_by_span(sample)
+            ]
+        for task in tasks:
+            checked, wrong = task.result()
             records += checked
             matching += checked - sum(wrong.values())
             for entity, count in wrong.items():
                 mismatch(entity)["records"] += count
         compared += records
 
-        def points(counts: _Counts, entity: str) -> int:
-            return sum(max(c) for (e, _), c in counts.items() if e == entity)
-
+        legacy_points, optimized_points = _points_per_entity(legacy), _points_per_entity(optimized)
         result_mismatches = {
             entity: EntityMismatch(
-                legacy_points=points(legacy, entity),
-                optimized_points=points(optimized, entity),
+                legacy_points=legacy_points.get(entity, 0),
+                optimized_points=optimized_points.get(entity, 0),
                 mismatched_days=found["days"],
                 mismatched_records=found["records"],
             )
@@ -942,13 +960,12 @@ class Validator:
 
     async def _compare_records(
         self,
-        day: int,
         entities: list[str],
         places: Mapping[str, set[str]],
         start: int,
         end: int,
     ) -> tuple[int, dict[str, int]]:
-        """Compare one day of the sampled entities; (records compared, wrong per entity)."""
+        """Compare [start, end) of the sampled entities; (records compared, wrong per entity)."""
         wanted = set(entities)
         expected: dict[tuple[str, int], Point | None] = {}
         by_measurement: dict[str, set[str]] = {}
@@ -1093,11 +1110,19 @@ class Validator:
         return statistics.median(timings)
 
 
-def _group_by_day(sample: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
+def _group_by_span(sample: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
     groups: dict[int, list[str]] = {}
-    for day, entity in sample:
-        groups.setdefault(day, []).append(entity)
+    for span, entity in sample:
+        groups.setdefault(span, []).append(entity)
     return sorted(groups.items())
+
+
+def _points_per_entity(counts: _Counts) -> dict[str, int]:
+    """Points per entity: each point has a value or a state field, or both."""
+    totals: dict[str, int] = {}
+    for (entity, _), per_field in counts.items():
+        totals[entity] = totals.get(entity, 0) + max(per_field)
+    return totals
 
 
 # Rollback and cleanup -------------------------------------------------------------------------
