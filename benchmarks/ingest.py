@@ -82,6 +82,7 @@ class Settings:
 
     rate: float  # state changes per second; 0: as fast as the loop allows
     outage: float  # seconds influxd stays down in the restart runs
+    write_mode: str = "legacy"  # ha_ingestor's: "legacy" (like core) or "both" (dual-write)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,7 +249,9 @@ async def _set_up_core(hass: HomeAssistant, server: InfluxServer, database: str)
         raise RuntimeError("core influxdb could not reach influxd and is retrying its setup")
 
 
-async def _set_up_ours(hass: HomeAssistant, server: InfluxServer, database: str) -> None:
+async def _set_up_ours(
+    hass: HomeAssistant, server: InfluxServer, database: str, write_mode: str
+) -> None:
     entry = MockConfigEntry(
         domain=DOMAIN,
         title=f"{database} on 127.0.0.1",
@@ -260,7 +263,7 @@ async def _set_up_ours(hass: HomeAssistant, server: InfluxServer, database: str)
             "username": "",
             "password": "",
         },
-        options={"ingestion": {"write_mode": "legacy"}},
+        options={"ingestion": {"write_mode": write_mode}},
         unique_id=f"{server.url}/{database}",
     )
     entry.add_to_hass(hass)
@@ -370,7 +373,7 @@ async def run_once(
                 if integration is Integration.CORE and database:
                     await _set_up_core(hass, server, database)
                 elif integration is Integration.OURS and database:
-                    await _set_up_ours(hass, server, database)
+                    await _set_up_ours(hass, server, database, settings.write_mode)
                 gc.collect()
                 probing = asyncio.create_task(probe.run())
                 loop_cpu, process_cpu = time.thread_time(), time.process_time()
@@ -598,8 +601,8 @@ def report(
         f"- Restart runs: influxd stopped after {events // 3:,} state changes, "
         f"restarted {settings.outage:g} s later",
         "",
-        "| Metric | baseline (neither) | core influxdb | ha_ingestor (legacy) "
-        "| ha_ingestor / core |",
+        "| Metric | baseline (neither) | core influxdb "
+        f"| ha_ingestor ({_MODE_LABELS[settings.write_mode]}) | ha_ingestor / core |",
         "|---|---:|---:|---:|---:|",
         *(f"| {' | '.join(row)} |" for row in rows),
         "",
@@ -609,7 +612,14 @@ def report(
         "pytest-homeassistant-custom-component, a fresh event loop and config dir each), "
         "running only core `influxdb` (YAML: host, port, database; every other option at its "
         "default, so `max_retries` 0), only ha_ingestor (a 1.x config entry, write mode "
-        "legacy), or neither (baseline). Each writes to its own database on the same influxd.",
+        f"{settings.write_mode}), or neither (baseline). Each writes to its own database on "
+        "the same influxd."
+        + (
+            " In dual-write ha_ingestor writes every state change twice (both layouts); "
+            "the counts below are of its legacy points."
+            if settings.write_mode == "both"
+            else ""
+        ),
         "- State changes come from `generator.py` (300 entities, mixed pattern, seed fixed); "
         "repeats of an entity's previous state are left out so each `hass.states.async_set` "
         "fires one `state_changed`. The same list is fired in every run, paced: every "
@@ -620,8 +630,9 @@ def report(
         "- *Event-loop thread CPU*: `time.thread_time()` of the loop thread from the first "
         "state change until all points are visible (baseline: until the last change), minus "
         "the baseline. It covers everything the integration runs in the loop: listener, "
-        "batching, encoding, HTTP, its own entities. Core's encoding and HTTP run in its "
-        "thread, so they are in *process CPU* only.",
+        "batching, HTTP, its own entities, and the garbage collections that the objects it "
+        "keeps alive bring about. ha_ingestor converts and encodes in HA's executor, core "
+        "converts, encodes and sends from its own thread: that work is in *process CPU* only.",
         "- *Wall time inside async_set*: the sum of the firing chunks' durations, minus the "
         "baseline. It adds what CPU time cannot see: the loop waiting for the GIL while "
         "another thread holds it.",
@@ -648,6 +659,9 @@ def report(
     return "\n".join(lines)
 
 
+_MODE_LABELS = {"legacy": "legacy", "both": "dual-write"}
+
+
 def _summarize_log(lines: list[str], limit: int = 12) -> list[str]:
     counts: dict[str, int] = {}
     for line in lines:
@@ -666,8 +680,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--outage", type=float, default=5.0, help="seconds influxd is down")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
+    parser.add_argument(
+        "--write-mode",
+        choices=sorted(_MODE_LABELS),
+        default="legacy",
+        help="ha_ingestor's write mode: legacy (like core) or both (dual-write)",
+    )
     args = parser.parse_args(argv)
-    settings = Settings(rate=args.rate, outage=args.outage)
+    settings = Settings(rate=args.rate, outage=args.outage, write_mode=args.write_mode)
     # Keep Home Assistant's own chatter off the report; errors still reach stderr.
     logging.basicConfig(level=logging.ERROR)
 

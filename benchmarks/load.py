@@ -8,9 +8,18 @@ loads ha_ingestor with write_mode "both" against a throwaway influxd on a loopba
 - the deepest write queue (points held in memory) seen, sampled every 10 ms;
 - the event loop's worst lag: a task sleeps 10 ms in a loop and records how late it wakes.
 
-    .venv/bin/python -m benchmarks.load --rate 2000 --seconds 60
+With ``--with-backfill POINTS`` it first writes POINTS generated legacy history events, starts a
+dual-write migration and fires the load while the backfill copies that history; it then waits
+for the migration to end and also reports how long the backfill ran, its outcome, and whether
+the optimized layout holds exactly one point per legacy history point the transform keeps
+(counted by reading both layouts back in full).
 
-Exits non-zero when an event is missing from either layout or a point was dropped.
+    .venv/bin/python -m benchmarks.load --rate 2000 --seconds 60
+    .venv/bin/python -m benchmarks.load --rate 2000 --seconds 60 --with-backfill 1500000
+
+Exits non-zero when an event is missing from either layout or a point was dropped, or when the
+backfill did not end complete and exact. When the migration switches over during the load,
+legacy writes stop there: the legacy layout must then hold every event up to it, without a gap.
 """
 
 import argparse
@@ -42,6 +51,16 @@ from pytest_homeassistant_custom_component.common import (  # noqa: E402
 import custom_components.ha_ingestor  # noqa: E402, F401
 from custom_components.ha_ingestor.const import DOMAIN  # noqa: E402
 from custom_components.ha_ingestor.ingest import Ingestion  # noqa: E402
+from custom_components.ha_ingestor.legacy_layout import LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.migration import (  # noqa: E402
+    EVENT_MIGRATION,
+    MigrationController,
+)
+from custom_components.ha_ingestor.migration_engine import is_optimized_series  # noqa: E402
+from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
+    OptimizedOptions,
+    to_optimized,
+)
 from tests.influx_server import (  # noqa: E402
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -69,6 +88,20 @@ class Figures:
     callback_worst: float = 0.0
     gc_worst: float = 0.0
     gc_seconds: float = 0.0
+    # The migration's phases as they happened: (seconds since the load started, phase).
+    phases: list[tuple[float, str]] = field(default_factory=list)
+    load_started: float = 0.0
+    # Events fired when the switchover (end of legacy writes) was announced during the load.
+    switched_at_event: int | None = None
+
+
+@dataclass
+class HistoryCounts:
+    """Points of the generated history (not the load's sensors) in each layout."""
+
+    legacy: int = 0
+    optimized: int = 0
+    expected_optimized: int = 0  # legacy points the transform keeps: one optimized point each
 
 
 class Timed:
@@ -144,12 +177,48 @@ async def produce(
     figures.fire_seconds = time.perf_counter() - start
 
 
-def stored(server: InfluxServer, measurement: str) -> int:
-    series = server.series(f'SELECT COUNT("value") FROM "{measurement}"', DATABASE)
-    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+def stored(server: InfluxServer, measurement: str) -> tuple[int, int]:
+    """Points of the load's sensors in a measurement (history may share it), and the highest
+    running number among them (each event's state is its number: count == highest + 1 means
+    no gap)."""
+    prefix = ENTITY_PREFIX.removeprefix("sensor.") if measurement == "W" else ENTITY_PREFIX
+    pattern = prefix.replace(".", r"\.")
+    series = server.series(
+        f'SELECT COUNT("value"), MAX("value") FROM "{measurement}" WHERE entity_id =~ /^{pattern}/',
+        DATABASE,
+    )
+    if not series:
+        return 0, -1
+    row = series[0]["values"][0]  # type: ignore[index]
+    return int(row[1]), int(row[2])
 
 
-async def run(server: InfluxServer, rate: int, seconds: float, entities: int) -> int:
+async def count_history(hass: HomeAssistant, entry: MockConfigEntry) -> HistoryCounts:
+    """Read the whole database back: history points per layout, and what the backfill owes."""
+    client = entry.runtime_data.client
+    legacy_options, optimized_options = LegacyOptions(), OptimizedOptions()
+    counts = HistoryCounts()
+    for measurement in await client.measurements():
+        async for point in client.read_points(measurement, -(2**62), 2**62):
+            entity_id = point.tags.get("entity_id", "")
+            if is_optimized_series(measurement, entity_id):
+                counts.optimized += not entity_id.startswith(ENTITY_PREFIX)
+            elif not f"sensor.{entity_id}".startswith(ENTITY_PREFIX):
+                counts.legacy += 1
+                if to_optimized(point, legacy_options, optimized_options) is not None:
+                    counts.expected_optimized += 1
+    return counts
+
+
+async def run(
+    server: InfluxServer,
+    rate: int,
+    seconds: float,
+    entities: int,
+    *,
+    backfill_points: int = 0,
+    backfill_settings: dict[str, int] | None = None,
+) -> int:
     figures = Figures()
     # As phcc does for every test: HA's shared aiohttp session would otherwise resolve names
     # through zeroconf, which needs the network integration (nothing to resolve here anyway).
@@ -193,6 +262,8 @@ async def run(server: InfluxServer, rate: int, seconds: float, entities: int) ->
             entry.add_to_hass(hass)
             assert await hass.config_entries.async_setup(entry.entry_id)
             await hass.async_block_till_done()
+            if backfill_points:
+                await start_backfill(hass, entry, figures, backfill_points, backfill_settings or {})
 
             stop = asyncio.Event()
             watcher = asyncio.create_task(watch_loop(hass, figures, stop))
@@ -210,11 +281,17 @@ async def run(server: InfluxServer, rate: int, seconds: float, entities: int) ->
             stop.set()
             await watcher
             stats = ingestion.stats
+            history: HistoryCounts | None = None
+            if backfill_points:
+                migration = entry.runtime_data.migration
+                while migration.running:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+                history = await count_history(hass, entry)
             assert await hass.config_entries.async_unload(entry.entry_id)
             await hass.async_stop(force=True)
 
-    legacy = await asyncio.to_thread(stored, server, "W")
-    optimized = await asyncio.to_thread(stored, server, "sensor")
+    legacy, legacy_last = await asyncio.to_thread(stored, server, "W")
+    optimized, _ = await asyncio.to_thread(stored, server, "sensor")
     lags_ms = sorted(lag * 1000 for lag in figures.lags)
     p99 = lags_ms[int(len(lags_ms) * 0.99)] if lags_ms else 0.0
     print(f"target rate           {rate} events/s for {seconds:g} s, {entities} entities")
@@ -244,8 +321,106 @@ async def run(server: InfluxServer, rate: int, seconds: float, entities: int) ->
         f"{figures.gc_seconds / figures.fire_seconds:.1%} of the loop"
     )
     ok = legacy == optimized == figures.events and stats.points_dropped == 0
-    print("RESULT                " + ("OK: every event in both layouts" if ok else "LOST EVENTS"))
+    if figures.switched_at_event is not None:
+        # Legacy writes stop at the switchover: legacy must hold every event up to it, no gap.
+        ok = (
+            optimized == figures.events
+            and legacy == legacy_last + 1 >= figures.switched_at_event
+            and stats.points_dropped == 0
+        )
+        print(
+            f"switchover during load legacy holds events 0..{legacy_last} without a gap "
+            f"(switchover announced after event {figures.switched_at_event})"
+        )
+    if history is not None:
+        ok = report_backfill(figures, history, migration) and ok
+    print("RESULT                " + ("OK: every event in its layouts" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+async def start_backfill(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    figures: Figures,
+    points: int,
+    settings: dict[str, int],
+) -> None:
+    """Write ``points`` events of legacy history, start a migration, return once it backfills."""
+    started = time.perf_counter()
+    history = await hass.services.async_call(
+        DOMAIN,
+        "generate_test_events",
+        {"mode": "history", "count": points, "days": 30},
+        blocking=True,
+        return_response=True,
+    )
+    assert history is not None
+    print(
+        f"history written       {history['events']} events in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    @callback
+    def _phase(event: Event) -> None:
+        phase = event.data["to_phase"]
+        if not figures.phases or figures.phases[-1][1] != phase:
+            figures.phases.append((time.perf_counter() - figures.load_started, phase))
+        if phase == "switchover" and figures.fire_seconds == 0.0:
+            figures.switched_at_event = figures.events
+
+    hass.bus.async_listen(EVENT_MIGRATION, _phase)
+    figures.load_started = time.perf_counter()
+    await hass.services.async_call(
+        DOMAIN,
+        "start_migration",
+        {"strategy": "dual_write", "cleanup_delay_hours": 0, **settings},
+        blocking=True,
+    )
+    migration = entry.runtime_data.migration
+    deadline = time.perf_counter() + 120
+    while migration.phase.value != "backfill":
+        if not migration.running or time.perf_counter() > deadline:
+            raise RuntimeError(
+                f"the migration did not reach the backfill: phase {migration.phase.value}, "
+                f"diagnostics {migration.diagnostics()}"
+            )
+        await asyncio.sleep(0.05)
+    figures.load_started = time.perf_counter()
+    figures.phases = [(0.0, "backfill")]
+
+
+def report_backfill(
+    figures: Figures, history: HistoryCounts, migration: MigrationController
+) -> bool:
+    """Print what the backfill did alongside the load; whether it ended complete and exact."""
+    state = migration.state
+    assert state is not None
+    ended = next((at for at, phase in figures.phases if phase != "backfill"), None)
+    print(
+        f"backfill              {state.records_read} legacy points read, "
+        f"{state.records_migrated} written, {state.records_failed} failed; "
+        + (f"ran {ended:.1f} s" if ended is not None else "never ended")
+        + f" (the load lasted {figures.fire_seconds:.1f} s)"
+    )
+    print(f"migration phases      {' → '.join(f'{p} at {at:.1f} s' for at, p in figures.phases)}")
+    integrity = state.validation.integrity_score if state.validation else None
+    print(f"migration outcome     {state.phase.value}, integrity {integrity}")
+    exact = (
+        history.optimized == history.expected_optimized == state.records_migrated
+        and state.records_read == history.legacy
+        and state.records_failed == 0
+    )
+    print(
+        f"history in layouts    legacy {history.legacy}, optimized {history.optimized}, "
+        f"expected optimized {history.expected_optimized}: " + ("exact" if exact else "MISMATCH")
+    )
+    if ended is not None and ended < figures.fire_seconds:
+        print(
+            f"overlap               the backfill ran during the first {ended:.1f} s of the "
+            f"{figures.fire_seconds:.1f} s load (more POINTS make it last longer)"
+        )
+    return exact and state.phase.value == "complete" and integrity == 1.0
 
 
 def main() -> int:
@@ -253,10 +428,38 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=2000, help="state changes per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to sustain it")
     parser.add_argument("--entities", type=int, default=500, help="distinct sensors")
+    parser.add_argument(
+        "--with-backfill",
+        type=int,
+        default=0,
+        metavar="POINTS",
+        help="write POINTS history events first and backfill them during the load",
+    )
+    parser.add_argument("--backfill-batch-size", type=int, help="start_migration batch_size")
+    parser.add_argument(
+        "--backfill-concurrency", type=int, help="start_migration concurrent_batches"
+    )
     args = parser.parse_args()
+    settings = {
+        key: value
+        for key, value in (
+            ("batch_size", args.backfill_batch_size),
+            ("concurrent_batches", args.backfill_concurrency),
+        )
+        if value is not None
+    }
     with running_influxd(auth=True) as server:
         server.create_database(DATABASE)
-        return asyncio.run(run(server, args.rate, args.seconds, args.entities))
+        return asyncio.run(
+            run(
+                server,
+                args.rate,
+                args.seconds,
+                args.entities,
+                backfill_points=args.with_backfill,
+                backfill_settings=settings,
+            )
+        )
 
 
 if __name__ == "__main__":

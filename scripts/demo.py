@@ -61,7 +61,7 @@ class HomeAssistantApi:
             self.base + path, data=data, headers=headers, method=method
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as err:
             raise RuntimeError(f"{method} {path}: HTTP {err.code}: {err.read().decode()}") from err
@@ -140,14 +140,75 @@ class HomeAssistantApi:
         return {state["entity_id"]: state for state in self.request("GET", "/api/states")}
 
 
-def _entity(states: dict[str, dict[str, Any]], suffix: str) -> dict[str, Any]:
+class HassProcess:
+    """A real `hass` process on a config directory and a loopback port; it can be stopped
+    abruptly (SIGKILL, no shutdown) and started again on the same directory and port."""
+
+    def __init__(self, config_dir: Path, port: int, log_path: Path) -> None:
+        self.config_dir = config_dir
+        self.log_path = log_path
+        self.api = HomeAssistantApi(f"http://127.0.0.1:{port}")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 300) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(ROOT / ".venv" / "bin" / "hass"), "-c", str(self.config_dir), "--skip-pip"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        # Any HTTP answer will do: once onboarded, /api/onboarding is gone (404).
+        while not self._answers():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Home Assistant exited during start-up; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("Home Assistant did not start in time")
+            time.sleep(0.5)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api.base}/api/", timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """Stop at once: no shutdown, nothing flushed, like a power cut."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM), killing it if it takes over a minute."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        self.process = None
+
+
+def entity_state(states: dict[str, dict[str, Any]], suffix: str) -> dict[str, Any]:
+    """The state of the integration's entity whose id ends with ``suffix``."""
     for entity_id, state in states.items():
         if entity_id.endswith(suffix) and "ha_ingestor_test" not in entity_id:
             return state
     raise KeyError(suffix)
 
 
-def _write_config(config_dir: Path, port: int, *, frontend: bool) -> None:
+def _write_config(config_dir: Path, port: int, *, frontend: bool = False) -> None:
+    """A minimal configuration.yaml (and our custom_components) for a `hass` process."""
     lines = [
         "homeassistant:",
         "  name: ha_ingestor demo",
@@ -170,11 +231,11 @@ def _write_config(config_dir: Path, port: int, *, frontend: bool) -> None:
 
 
 def _progress_line(states: dict[str, dict[str, Any]]) -> str:
-    phase = _entity(states, "_migration_phase")["state"]
-    progress = _entity(states, "_migration_progress")["state"]
-    throughput = _entity(states, "_migration_throughput")["state"]
-    eta = _entity(states, "_migration_eta")["state"]
-    migrated = _entity(states, "_records_migrated")["state"]
+    phase = entity_state(states, "_migration_phase")["state"]
+    progress = entity_state(states, "_migration_progress")["state"]
+    throughput = entity_state(states, "_migration_throughput")["state"]
+    eta = entity_state(states, "_migration_eta")["state"]
+    migrated = entity_state(states, "_records_migrated")["state"]
     return (
         f"phase={phase:<11} progress={progress:>6}%  migrated={migrated:>9}  "
         f"throughput={throughput:>9} points/s  eta={eta}"
@@ -189,8 +250,7 @@ def run(args: argparse.Namespace) -> int:
     config_dir.mkdir()
     port = free_port()
     _write_config(config_dir, port, frontend=args.keep_running)
-    hass: subprocess.Popen[bytes] | None = None
-    log = (work / "hass.log").open("wb")
+    hass = HassProcess(config_dir, port, work / "hass.log")
     started = time.monotonic()
     try:
         print(f"Starting InfluxDB 1.x (influxd) in {work / 'influxdb'} …", flush=True)
@@ -199,14 +259,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  InfluxDB at {influx.url}", flush=True)
 
         print("Starting Home Assistant …", flush=True)
-        hass = subprocess.Popen(  # noqa: S603
-            [str(ROOT / ".venv" / "bin" / "hass"), "-c", str(config_dir), "--skip-pip"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        api = HomeAssistantApi(f"http://127.0.0.1:{port}")
-        api.wait_until_up(hass, timeout=300)
+        hass.start(timeout=300)
+        api = hass.api
         print(f"  Home Assistant at {api.base}", flush=True)
         api.onboard()
         print("  onboarding done (user demo / demo-password-123)", flush=True)
@@ -246,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         phase = ""
         while time.monotonic() < deadline:
             states = api.states()
-            phase = _entity(states, "_migration_phase")["state"]
+            phase = entity_state(states, "_migration_phase")["state"]
             print("  " + _progress_line(states), flush=True)
             if phase in FINAL_PHASES:
                 break
@@ -259,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         report = json.loads(report_files[-1].read_text()) if report_files else {}
         validation = report.get("validation") or {}
         integrity = validation.get("integrity_score")
-        improvement = _entity(states, "_query_time_improvement")["state"]
+        improvement = entity_state(states, "_query_time_improvement")["state"]
         print()
         print("Migration report")
         print(f"  phase                 {phase}")
@@ -280,17 +334,12 @@ def run(args: argparse.Namespace) -> int:
         if args.keep_running:
             print(f"Home Assistant stays up at {api.base} (Ctrl-C to stop)")
             with contextlib.suppress(KeyboardInterrupt):
-                hass.wait()
+                assert hass.process is not None
+                hass.process.wait()
         return 0 if ok else 1
     finally:
-        if hass is not None and hass.poll() is None:
-            os.killpg(hass.pid, signal.SIGTERM)
-            try:
-                hass.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(hass.pid, signal.SIGKILL)
+        hass.stop()
         influx.stop()
-        log.close()
         if args.keep_files:
             print(f"Files kept in {work}")
         else:

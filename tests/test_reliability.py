@@ -26,13 +26,21 @@ import orjson
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ha_ingestor import connection, ingest
-from custom_components.ha_ingestor.influx import ServerSettings
+from custom_components.ha_ingestor import connection, ingest, migration_engine
+from custom_components.ha_ingestor.const import DOMAIN
+from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.writer import PointWriter
 
 from .helpers import count, entry_for, eventually, ingest_options, setup_entry
-from .influx_server import InfluxServer, free_port, running_influxd
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port, running_influxd
+from .test_migration_engine import (
+    _history as legacy_history,
+    assert_same,
+    load,
+    snapshot,
+    transformed,
+)
 
 # Probes every half second once three writes in a row failed.
 FAST = RetryPolicy(backoff=Backoff(base=0.05, maximum=0.3), failure_threshold=3, cool_down=0.5)
@@ -218,6 +226,16 @@ async def fire(
         hass.states.async_set(entity, str(number), {"unit_of_measurement": unit})
         if number % 25 == 0:
             await asyncio.sleep(pause)
+
+
+def settings_of(influxd: InfluxServer, database: str) -> ServerSettings:
+    return ServerSettings(
+        api_version=ApiVersion.V1,
+        url=influxd.url,
+        database=database,
+        username=ADMIN_USER,
+        password=ADMIN_PASSWORD,
+    )
 
 
 def spool_files(hass: HomeAssistant, entry: MockConfigEntry) -> list[Path]:
@@ -442,3 +460,140 @@ async def test_spool_left_by_an_abrupt_stop_is_replayed_exactly_once(
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert values(own_influxd, "home", "W") == [float(n) for n in range(250)]
     assert entry.state is ConfigEntryState.NOT_LOADED
+
+
+# Server killed during a migration's backfill.
+
+
+@pytest.fixture
+def fast_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backfill waits out an outage with the same compressed policy as the writers."""
+    monkeypatch.setattr(
+        migration_engine, "Backfill", functools.partial(migration_engine.Backfill, retry=FAST)
+    )
+
+
+async def test_backfill_survives_influxd_killed_three_times_and_copies_exactly(
+    hass: HomeAssistant, own_influxd: InfluxServer, fast_backfill: None
+) -> None:
+    """SIGKILL at about a fifth, a half and four fifths of the backfill: it waits each outage
+    out, the entities say so meanwhile, and the optimized layout ends exactly right."""
+    history = legacy_history(60_000, days=21, seed=5)
+    await hass.async_add_executor_job(load, own_influxd, "home", history.lines)
+    entry = await setup_entry(hass, entry_for(own_influxd, "home"))
+    migration = entry.runtime_data.migration
+    total = len(history.lines)
+
+    await hass.services.async_call(
+        DOMAIN,
+        "start_migration",
+        {"cleanup_delay_hours": 0, "batch_size": 500, "concurrent_batches": 1},
+        blocking=True,
+    )
+    seen_during_outages: list[tuple[str, str, str, str]] = []
+    live = 0
+    for share in (0.2, 0.5, 0.8):
+        await eventually(
+            hass,
+            lambda share=share: migration.state.records_read > share * total,  # type: ignore[misc]
+            timeout=120,
+            interval=0.01,
+        )
+        read_at_kill = migration.state.records_read
+        await hass.async_add_executor_job(own_influxd.kill)
+        # Live state changes keep coming during the outage (dual-write: both layouts).
+        await fire(hass, f"sensor.live_{live}", range(50))
+        live += 1
+        await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_OFF)
+        await asyncio.sleep(1.5)  # long enough for the backfill to fail, back off and wait
+        seen_during_outages.append(
+            (
+                state_of(hass, entry, "influxdb_connected"),
+                state_of(hass, entry, "migration_phase"),
+                state_of(hass, entry, "migration_running"),
+                str(migration.state.records_read < total),
+            )
+        )
+        assert read_at_kill < total, "the backfill was still running when killed"
+        await hass.async_add_executor_job(own_influxd.start)
+
+    assert (
+        await eventually(
+            hass,
+            lambda: (
+                (phase := state_of(hass, entry, "migration_phase")) in ("complete", "failed")
+                and phase
+            ),
+            timeout=180,
+            interval=0.2,
+        )
+        == "complete"
+    )
+    assert seen_during_outages == [(STATE_OFF, "backfill", STATE_ON, "True")] * 3
+    assert migration.state.validation is not None
+    assert migration.state.validation.integrity_score == 1.0
+    for number in range(live):
+        await eventually(
+            hass,
+            lambda number=number: (
+                len(  # type: ignore[misc]
+                    values(own_influxd, "home", "sensor", f"entity_id = 'sensor.live_{number}'")
+                )
+                == 50
+            ),
+        )
+    # The live writers replayed what they held and say so.
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_ON)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    async with ClientSession() as session:
+        client = create_client(session, settings_of(own_influxd, "home"))
+        legacy = await snapshot(client, "home", optimized=False)
+        optimized = await snapshot(client, "home", optimized=True)
+    # Legacy history untouched, live points in it once each.
+    history_keys = {key for key in legacy if not dict(key[1])["entity_id"].startswith("live_")}
+    assert len(history_keys) == total
+    for number in range(live):
+        where = f"entity_id = 'live_{number}'"
+        assert values(own_influxd, "home", "W", where) == [float(n) for n in range(50)]
+        optimized_where = f"entity_id = 'sensor.live_{number}'"
+        assert values(own_influxd, "home", "sensor", optimized_where) == [
+            float(n) for n in range(50)
+        ]
+    # Every legacy point, history and live alike, has exactly its optimized twin.
+    assert_same(optimized, transformed(legacy))
+    assert migration.state.records_read == total
+    assert migration.state.records_failed == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the connection sensor follows the live writers only; a backfill that "
+    "is waiting for a dead server does not turn it off until a state change is written",
+)
+async def test_connection_sensor_is_off_while_only_the_backfill_finds_the_server_down(
+    hass: HomeAssistant, own_influxd: InfluxServer, fast_backfill: None
+) -> None:
+    history = legacy_history(30_000, days=14, seed=6)
+    await hass.async_add_executor_job(load, own_influxd, "home", history.lines)
+    entry = await setup_entry(hass, entry_for(own_influxd, "home"))
+    migration = entry.runtime_data.migration
+    await hass.services.async_call(
+        DOMAIN,
+        "start_migration",
+        {"cleanup_delay_hours": 0, "batch_size": 500, "concurrent_batches": 1},
+        blocking=True,
+    )
+    await eventually(hass, lambda: migration.state.records_read > 0, timeout=60, interval=0.01)
+    await hass.async_add_executor_job(own_influxd.kill)
+    try:
+        # No state change happens meanwhile: only the backfill talks to InfluxDB.
+        await asyncio.sleep(2)
+        read = migration.state.records_read
+        await asyncio.sleep(1)
+        assert migration.state.records_read == read < len(history.lines), "it is waiting"
+        assert state_of(hass, entry, "migration_phase") == "backfill"
+        assert state_of(hass, entry, "influxdb_connected") == STATE_OFF
+    finally:
+        await hass.async_add_executor_job(own_influxd.start)
+        assert await hass.config_entries.async_unload(entry.entry_id)

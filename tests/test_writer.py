@@ -405,6 +405,40 @@ async def test_items_are_converted_and_encoded_in_a_worker_thread(
     assert count_rows(influxd, database) == 2500
 
 
+async def test_items_are_converted_ahead_in_chunks_and_sent_as_one_batch(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    """The items (states) are freed long before the batch is due; the batch is still one write."""
+    points = make_points(250)
+    converted: list[int] = []
+
+    def to_point(index: int) -> Point:
+        converted.append(index)
+        return points[index]
+
+    write = Switchable(client)
+    writer = make_writer(
+        write,
+        tmp_path,
+        database,
+        batch_size=1000,
+        flush_interval=60,
+        encode_chunk=100,
+        to_point=to_point,
+    )
+    writer.start()
+    for index in range(len(points)):
+        writer.enqueue(index)
+        await asyncio.sleep(0)
+    await wait_until(lambda: len(converted) >= 200, within=5)
+    assert write.calls == 0, "nothing is sent before the batch is due"
+    assert writer.stats.queue_depth == 250
+    await writer.stop()
+    assert sorted(converted) == list(range(250))
+    assert write.calls == 1
+    assert count_rows(influxd, database) == 250
+
+
 async def test_an_item_that_cannot_be_converted_costs_only_itself(
     client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
 ) -> None:

@@ -4,7 +4,8 @@ There is no Home Assistant here. The integration calls :meth:`PointWriter.enqueu
 event-bus listener and shows :class:`WriterStats` as entities; one writer serves one target
 database (dual-write means two writers, each with its own spool directory). What is enqueued
 may be raw items that a converter turns into points: converting and encoding run in the loop's
-default executor, one call per batch, so the event loop itself only queues, routes and sends.
+default executor, a chunk of items per call, so the event loop itself only queues, routes and
+sends.
 """
 
 import asyncio
@@ -100,9 +101,12 @@ class _Encoded:
     failures: list[tuple[str, Exception]]  # the lost item's repr, and why
 
 
-def _encode_items[T](items: list[T], to_point: ToPoint[T]) -> _Encoded:
-    """Convert and encode one batch; runs in a worker thread, so it touches no writer state."""
-    lines: list[bytes] = []
+def _encode_items[T](
+    items: list[T], to_point: ToPoint[T], ahead: list[bytes] | None = None
+) -> _Encoded:
+    """Convert and encode items after the lines encoded ahead; with ``ahead``, also join them
+    into the batch's body. Runs in a worker thread, so it touches no writer state."""
+    lines: list[bytes] = ahead if ahead is not None else []
     failures: list[tuple[str, Exception]] = []
     for item in items:
         try:
@@ -116,7 +120,7 @@ def _encode_items[T](items: list[T], to_point: ToPoint[T]) -> _Encoded:
     # Often the last references to the items (a state the state machine has since replaced):
     # freeing them here spares the event loop that work.
     items.clear()
-    return _Encoded(b"\n".join(lines), lines, failures)
+    return _Encoded(b"\n".join(lines) if ahead is not None else b"", lines, failures)
 
 
 def _itself(point: Point) -> Point:
@@ -157,9 +161,13 @@ class PointWriter[T = Point]:
 
     - ``enqueue`` is synchronous and O(1): safe to call from an event-bus callback. It takes
       points, or items of any kind when a ``to_point`` converter is given; the converter runs
-      in the loop's default executor, a batch at a time, so it must be thread-safe.
+      in the loop's default executor, a chunk at a time, so it must be thread-safe.
     - A batch goes out when ``batch_size`` points are queued or ``flush_interval`` seconds after
-      the first of them, with up to ``concurrent_writes`` writes in flight.
+      the first of them, with up to ``concurrent_writes`` writes in flight. Meanwhile every
+      ``encode_chunk`` items are converted ahead, so the items (Home Assistant states) are
+      freed within a fraction of the interval: held longer, they outlive Python's young
+      garbage-collector generations and make its full collections, which pause the event
+      loop, come sooner.
     - CannotConnect is retried with the policy's backoff; once its circuit breaker opens, and
       whenever more than ``max_queue`` points are in memory, batches go to the disk spool.
       When a probe write succeeds again, the spool is replayed oldest first, alongside new
@@ -176,6 +184,10 @@ class PointWriter[T = Point]:
 
     ``on_change`` gets the new stats when they changed, at most every ``stats_interval``
     seconds, and at once when the connection or spool state changes.
+
+    The event loop pays per wake-up, not per point: ``enqueue`` wakes the dispatcher only for
+    the first item of a batch and every ``encode_chunk`` items, the executor gets whole chunks
+    and builds the body, and each batch is one request.
     """
 
     def __init__(
@@ -190,9 +202,10 @@ class PointWriter[T = Point]:
         max_queue: int = 10_000,
         max_memory_points: int | None = None,
         concurrent_writes: int = 2,
+        encode_chunk: int = 500,
         retry: RetryPolicy | None = None,
         spool_interval: float = 30.0,
-        stats_interval: float = 1.0,
+        stats_interval: float = 5.0,
         on_change: StatsListener | None = None,
         to_point: ToPoint[T] | None = None,
     ) -> None:
@@ -209,6 +222,7 @@ class PointWriter[T = Point]:
         self._max_queue = max_queue
         self._max_memory_points = max_memory_points or 10 * max_queue
         self._concurrent_writes = concurrent_writes
+        self._encode_chunk = max(1, min(encode_chunk, batch_size))
         self._retry = retry or RetryPolicy()
         self._breaker = self._retry.new_breaker()
         self._spool_interval = max(spool_interval, flush_interval)
@@ -216,8 +230,9 @@ class PointWriter[T = Point]:
         self._on_change = on_change
         self._to_point = to_point if to_point is not None else cast(ToPoint[T], _itself)
 
-        self._queue: deque[T] = deque()
+        self._queue: list[T] = []
         self._queue_since: float | None = None
+        self._ahead: list[bytes] = []  # lines of the next batch, encoded ahead
         self._batched_points = 0  # in memory batches: in flight or held
         self._held: deque[_Batch] = deque()  # memory batches waiting for the spool or a slot
         self._inflight: set[asyncio.Task[None]] = set()
@@ -262,17 +277,17 @@ class PointWriter[T = Point]:
 
     def enqueue(self, item: T) -> None:
         """Queue one point (or item to convert) for writing; never blocks and never does I/O."""
-        if self._closed or len(self._queue) + self._batched_points >= self._max_memory_points:
+        # Runs for every state change in Home Assistant: keep it to a few attribute loads.
+        queue = self._queue
+        queued = len(queue)
+        if self._closed or queued + self._batched_points >= self._max_memory_points:
             self._drop_new_point()
             return
-        queue = self._queue
         queue.append(item)
-        # Wake the dispatcher for the first point (to start the flush timer) and for full
-        # batches; in between it sleeps.
-        if len(queue) == 1 or len(queue) >= self._batch_size:
+        # Wake the dispatcher for the first item (to start the flush timer) and when a chunk
+        # is there to encode; in between it sleeps. The stats follow when it takes them.
+        if (queued == 0 and self._queue_since is None) or queued + 1 == self._encode_chunk:
             self._wake.set()
-        if self._notify_handle is None:
-            self._changed()
 
     def start(self) -> None:
         """Run the writer as a task of the running loop (or await :meth:`run` yourself)."""
@@ -357,10 +372,12 @@ class PointWriter[T = Point]:
                     for batch in self._held:
                         self._drop_batch(batch, "unexpected error while stopping")
                     self._held.clear()
-                    self._points_dropped += len(self._queue)
+                    self._points_dropped += len(self._queue) + len(self._ahead)
+                    self._batched_points -= len(self._ahead)
                     self._queue.clear()
+                    self._ahead.clear()
                 await asyncio.sleep(self._flush_interval)
-            if self._stopping and not (self._queue or self._held or self._inflight):
+            if self._stopping and not (self._queue or self._ahead or self._held or self._inflight):
                 return
             await self._sleep(self._next_deadline())
 
@@ -373,10 +390,10 @@ class PointWriter[T = Point]:
     def _next_deadline(self) -> float | None:
         now = self._now()
         deadlines = []
-        if self._queue and self._queue_since is not None:
+        if (self._queue or self._ahead) and self._queue_since is not None:
             deadlines.append(self._queue_since + self._partial_delay())
         if (retry := self._breaker.retry_after()) > 0 and (
-            self._queue or self._held or len(self._spool)
+            self._queue or self._ahead or self._held or len(self._spool)
         ):
             deadlines.append(now + retry)
         if self._held and self._spool_error is not None:
@@ -394,7 +411,7 @@ class PointWriter[T = Point]:
                 return
             if self._breaker.state is CircuitState.CLOSED:
                 # Leave one slot to new data while it is waiting.
-                memory_waiting = bool(self._held) or len(self._queue) >= self._batch_size
+                memory_waiting = bool(self._held) or self._pending() >= self._batch_size
                 if memory_waiting and self._spool_inflight >= max(1, self._concurrent_writes - 1):
                     return
             elif not self._breaker.allow():
@@ -410,19 +427,23 @@ class PointWriter[T = Point]:
             if route is _Route.WAIT or (route is _Route.DIVERT and not self._spool_usable()):
                 break
             await self._send_or_spool(self._held.popleft(), route)
-        while self._queue:
+        while self._queue or self._ahead:
             now = self._now()
             if self._queue_since is None:
                 self._queue_since = now
+            pending = self._pending()
             if (
-                len(self._queue) < self._batch_size
+                pending < self._batch_size
                 and not self._stopping
                 and now < self._queue_since + self._partial_delay()
             ):
-                return
+                if len(self._queue) < self._encode_chunk:
+                    return
+                await self._encode_ahead()
+                continue
             if self._route() is _Route.WAIT:
                 return
-            left = len(self._queue) > self._batch_size
+            left = pending > self._batch_size
             batch = await self._take_batch()
             # What arrived while the batch was being encoded starts its own flush timer.
             self._queue_since = now if left else None
@@ -449,15 +470,44 @@ class PointWriter[T = Point]:
             return _Route.DIVERT
         return _Route.WAIT
 
-    async def _take_batch(self) -> _Batch | None:
-        pop = self._queue.popleft
-        taken = min(self._batch_size, len(self._queue))
-        items = [pop() for _ in range(taken)]
-        # Counted as in memory while a worker thread encodes them.
+    def _pending(self) -> int:
+        """Items and lines of the next batch."""
+        return len(self._queue) + len(self._ahead)
+
+    async def _encode_ahead(self) -> None:
+        items, self._queue = self._queue, []
+        taken = len(items)  # the worker thread empties ``items``
+        # Counted as in memory while a worker thread encodes them, and after.
         self._batched_points += taken
+        self._changed()
         encoded = await self._off_loop(_encode_items, items, self._to_point)
         self._batched_points -= taken - len(encoded.lines)
-        for item, err in encoded.failures:
+        self._ahead += encoded.lines
+        self._report(encoded.failures)
+
+    async def _take_batch(self) -> _Batch | None:
+        ahead = self._ahead[: self._batch_size]
+        encoded_ahead = len(ahead)  # the worker thread appends the new lines to ``ahead``
+        del self._ahead[:encoded_ahead]
+        room = self._batch_size - encoded_ahead
+        queue = self._queue
+        if len(queue) <= room:
+            items, self._queue = queue, []
+        else:
+            items = queue[:room]
+            del queue[:room]
+        taken = len(items)
+        self._batched_points += taken
+        self._changed()
+        encoded = await self._off_loop(_encode_items, items, self._to_point, ahead)
+        self._batched_points -= taken + encoded_ahead - len(encoded.lines)
+        self._report(encoded.failures)
+        if not encoded.lines:
+            return None
+        return _Batch(deque([_Chunk(encoded.body, len(encoded.lines), encoded.lines)]))
+
+    def _report(self, failures: list[tuple[str, Exception]]) -> None:
+        for item, err in failures:
             self._points_dropped += 1
             self._set_error(f"cannot encode {item}: {err}")
             # A value line protocol has no encoding for is expected; anything else is a bug.
@@ -468,9 +518,6 @@ class PointWriter[T = Point]:
                 item,
                 exc_info=None if expected else err,
             )
-        if not encoded.lines:
-            return None
-        return _Batch(deque([_Chunk(encoded.body, len(encoded.lines), encoded.lines)]))
 
     async def _off_loop[*Ts, R](self, function: Callable[[*Ts], R], *args: *Ts) -> R:
         """Run CPU-heavy work in the loop's default executor.
