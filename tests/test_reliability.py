@@ -476,7 +476,7 @@ def fast_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_backfill_survives_influxd_killed_three_times_and_copies_exactly(
     hass: HomeAssistant, own_influxd: InfluxServer, fast_backfill: None
 ) -> None:
-    """SIGKILL at about a fifth, a half and four fifths of the backfill: it waits each outage
+    """SIGKILL at about 15%, 40% and 65% of the backfill: it waits each outage
     out, the entities say so meanwhile, and the optimized layout ends exactly right."""
     history = legacy_history(60_000, days=21, seed=5)
     await hass.async_add_executor_job(load, own_influxd, "home", history.lines)
@@ -492,7 +492,8 @@ async def test_backfill_survives_influxd_killed_three_times_and_copies_exactly(
     )
     seen_during_outages: list[tuple[str, str, str, str]] = []
     live = 0
-    for share in (0.2, 0.5, 0.8):
+    # Early enough that a busy machine cannot let the backfill finish before the last kill.
+    for share in (0.15, 0.4, 0.65):
         await eventually(
             hass,
             lambda share=share: migration.state.records_read > share * total,  # type: ignore[misc]
@@ -566,11 +567,6 @@ async def test_backfill_survives_influxd_killed_three_times_and_copies_exactly(
     assert migration.state.records_failed == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the connection sensor follows the live writers only; a backfill that "
-    "is waiting for a dead server does not turn it off until a state change is written",
-)
 async def test_connection_sensor_is_off_while_only_the_backfill_finds_the_server_down(
     hass: HomeAssistant, own_influxd: InfluxServer, fast_backfill: None
 ) -> None:
@@ -594,6 +590,16 @@ async def test_connection_sensor_is_off_while_only_the_backfill_finds_the_server
         assert migration.state.records_read == read < len(history.lines), "it is waiting"
         assert state_of(hass, entry, "migration_phase") == "backfill"
         assert state_of(hass, entry, "influxdb_connected") == STATE_OFF
-    finally:
         await hass.async_add_executor_job(own_influxd.start)
+        # Back as soon as the backfill reaches the server again, still without a state change.
+        await eventually(
+            hass,
+            lambda: state_of(hass, entry, "influxdb_connected") == STATE_ON,
+            timeout=30,
+            interval=0.05,
+        )
+        await eventually(hass, lambda: migration.state.records_read > read, timeout=30)
+    finally:
+        if own_influxd.process is None or own_influxd.process.poll() is not None:
+            await hass.async_add_executor_job(own_influxd.start)
         assert await hass.config_entries.async_unload(entry.entry_id)

@@ -31,7 +31,8 @@ BINARY_SENSORS: tuple[IngestorBinarySensorDescription, ...] = (
         translation_key="influxdb_connected",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
-        is_on_fn=lambda data: data.ingestion.stats.connected,
+        # The live writers and a running backfill each find out on their own.
+        is_on_fn=lambda data: data.ingestion.stats.connected and data.migration.server_reachable,
     ),
     IngestorBinarySensorDescription(
         key="migration_running",

@@ -86,6 +86,8 @@ class MigrationController:
         self._throughput = ThroughputWindow()
         self._points_per_second: float | None = None
         self._last_error: str | None = None
+        # False while a running backfill cannot reach InfluxDB (it waits for it).
+        self.server_reachable = True
         # What preparation discovered; after a restart the backfill discovers it again.
         self._source: engine.DiscoveredSource | None = None
 
@@ -372,10 +374,15 @@ class MigrationController:
             target_database=self.target_database or self._client.database,
             save=self._async_save_state,
             on_progress=self._progress,
+            on_connection=self._backfill_reaches_server,
             dead_letter_path=self._storage_dir / "migration_dead_letter.jsonl",
             source=self._source,
         )
-        outcome = await backfill.run()
+        try:
+            outcome = await backfill.run()
+        finally:
+            # Only a running backfill has something to say about the server.
+            self._backfill_reaches_server(True)
         if outcome is engine.BackfillOutcome.STOPPED:
             return
         if outcome is engine.BackfillOutcome.PAUSE:
@@ -529,6 +536,12 @@ class MigrationController:
         self._throughput.add(time.monotonic(), state.records_migrated)
         self._points_per_second = self._throughput.points_per_second(time.monotonic())
         self._notify()
+
+    @callback
+    def _backfill_reaches_server(self, reachable: bool) -> None:
+        if reachable != self.server_reachable:
+            self.server_reachable = reachable
+            self._notify()
 
     @callback
     def _notify(self) -> None:

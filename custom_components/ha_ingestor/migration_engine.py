@@ -53,6 +53,7 @@ _LOGGER = logging.getLogger(__name__)
 type Transform = Callable[[Point], Point | None]
 type SaveState = Callable[[MigrationState], Awaitable[None]]
 type ProgressListener = Callable[[MigrationState], None]
+type ConnectionListener = Callable[[bool], None]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_NS: Final = 3_600 * 10**9
@@ -326,12 +327,17 @@ class Backfill:
         source_database: str | None = None,
         target_database: str | None = None,
         on_progress: ProgressListener | None = None,
+        on_connection: ConnectionListener | None = None,
         source: DiscoveredSource | None = None,
         retry: RetryPolicy | None = None,
         window_ns: int = DEFAULT_WINDOW_NS,
         progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
-        """Prepare a run; ``source`` (from :func:`discover`) sizes the first windows."""
+        """Prepare a run; ``source`` (from :func:`discover`) sizes the first windows.
+
+        ``on_connection`` hears False when the server stops answering the backfill and True
+        when it answers again.
+        """
         self.state = state
         self._client = client
         self._transform = transform
@@ -340,6 +346,8 @@ class Backfill:
         self._source_db = source_database or client.database
         self._target_db = target_database or self._source_db
         self._on_progress = on_progress
+        self._on_connection = on_connection
+        self._reachable = True
         self._source = source
         policy = retry or RetryPolicy()
         self._backoff = policy.backoff
@@ -535,6 +543,7 @@ class Backfill:
                     # Skip the whole gap up to the next point in one go.
                     window.end_ns = await self._next_point(measurement, end, checkpoint.end_ns)
             except CannotConnect as err:
+                self._reached(False)
                 window.abandoned = True
                 await blocks.put((window, None))
                 _LOGGER.warning(
@@ -547,6 +556,7 @@ class Backfill:
                 self._windows[measurement] = max((end - position) // 2, _MIN_WINDOW_NS)
                 await self._wait_for_server()
                 continue
+            self._reached(True)
             await blocks.put((window, None))
             if read:
                 self._adapt(measurement, end - position, read)
@@ -700,7 +710,15 @@ class Backfill:
     async def _write(self, body: bytes) -> None:
         if self._stop.is_set():
             raise _Stopping
-        await self._client.write(body, self._target_db)
+        try:
+            await self._client.write(body, self._target_db)
+        except CannotConnect:
+            self._reached(False)
+            raise
+        except PointsRejected:
+            self._reached(True)
+            raise
+        self._reached(True)
 
     async def _wait_for_server(self) -> None:
         """Return once the server answers again (the circuit breaker paces the probes)."""
@@ -714,7 +732,19 @@ class Backfill:
     async def _ping(self) -> None:
         if self._stop.is_set():
             raise _Stopping
-        await self._client.ping()
+        try:
+            await self._client.ping()
+        except CannotConnect:
+            self._reached(False)
+            raise
+        self._reached(True)
+
+    def _reached(self, reachable: bool) -> None:
+        """Tell the listener when the server stops or starts answering again."""
+        if reachable != self._reachable:
+            self._reachable = reachable
+            if self._on_connection is not None:
+                self._on_connection(reachable)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when the run is stopping."""
