@@ -32,6 +32,7 @@ async def generate(hass: HomeAssistant, **data: Any) -> dict[str, Any]:
         ({"count": 10, "entity_count": 0}, "invalid_entity_count"),
         ({"count": 10, "entity_count": 10**9}, "invalid_entity_count"),
         ({"count": 10, "days": 0}, "invalid_days"),
+        ({"count": 10, "days": 1e-38}, "invalid_days"),
         ({"count": 10, "days": 100_000}, "invalid_days"),
         ({"count": 10, "config_entry_id": "nope"}, "entry_not_found"),
     ],

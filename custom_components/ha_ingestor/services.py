@@ -35,6 +35,8 @@ SERVICE_VALIDATE_MIGRATION = "validate_migration"
 # Live events go through HA's state machine one by one; more than this belongs in history.
 MAX_LIVE_EVENTS = 200_000
 MAX_HISTORY_DAYS = 3650
+# The service UI's smallest step (about 15 minutes): a shorter span holds no history.
+MIN_HISTORY_DAYS = 0.01
 
 
 def _whole_number(value: Any) -> int:
@@ -151,8 +153,8 @@ async def _async_generate(call: ServiceCall) -> ServiceResponse:
     if entity_count is not None and not 0 < entity_count <= MAX_ENTITIES:
         raise _invalid("invalid_entity_count", entity_count=entity_count, limit=MAX_ENTITIES)
     days = data["days"]
-    if not 0 < days <= MAX_HISTORY_DAYS:
-        raise _invalid("invalid_days", days=days, limit=MAX_HISTORY_DAYS)
+    if not MIN_HISTORY_DAYS <= days <= MAX_HISTORY_DAYS:
+        raise _invalid("invalid_days", days=days, minimum=MIN_HISTORY_DAYS, limit=MAX_HISTORY_DAYS)
 
     now = dt_util.utcnow()
     start = now - timedelta(days=days) if mode == "history" else now - timedelta(hours=1)
