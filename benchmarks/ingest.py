@@ -1,24 +1,34 @@
 """Benchmark: ha_ingestor's legacy writer against Home Assistant core's ``influxdb`` integration.
 
-Both record the same state changes into the same real influxd, each into its own database, with
-one Home Assistant instance per integration and a baseline instance running neither. Run it from
-the repository root: ``python -m benchmarks.ingest [--events N]``; it prints a markdown report.
+Both record the same state changes into a real influxd, with one Home Assistant instance per
+integration and a baseline instance running neither. Every run is its own Python process with
+its own influxd, so no run inherits another's modules, garbage or server load; the steady runs
+are repeated in rounds (the order rotating). CPU figures are each run's least over the rounds,
+as ``timeit`` takes the best of its repeats: on a shared machine other load only ever adds CPU
+time (the baseline alone moved by 2x between rounds here). Run it from the
+repository root: ``python -m benchmarks.ingest [--events N] [--rounds R]``; it prints a
+markdown report.
 """
 
 import argparse
 import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 import gc
+import json
 import logging
 import os
 from pathlib import Path
+import pickle
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 from unittest.mock import patch
@@ -26,8 +36,6 @@ import urllib.request
 
 from aiohttp.resolver import AsyncResolver
 from homeassistant import loader
-from homeassistant.components.influxdb import InfluxThread
-from homeassistant.components.influxdb.const import DOMAIN as CORE_DOMAIN
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import __version__ as ha_version
 from homeassistant.core import Event, HomeAssistant, callback
@@ -37,10 +45,12 @@ from pytest_homeassistant_custom_component.common import (  # type: ignore[impor
     async_test_home_assistant,
 )
 
-from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.generator import GeneratorConfig, Pattern, generate
-from custom_components.ha_ingestor.ingest import Ingestion
 from tests.influx_server import InfluxServer, running_influxd
+
+# Neither integration is imported here: each run's process imports only its own (see
+# _integration_under_test), so the other's modules do not weigh on its garbage collections.
+CORE_DOMAIN = "influxdb"
+OURS_DOMAIN = "ha_ingestor"
 
 # The firing loop wakes this often and sets every state change that is due by then.
 TICK = 0.01
@@ -103,7 +113,22 @@ class RunResult:
     points: int | None  # final count in the integration's database
     visible_after: float | None  # last state change until all points visible; None: never
     outage_seconds: float | None  # influxd stop until it answered /ping again
+    # Garbage collections the event-loop thread ran in the CPU window, by generation.
+    gc_collections: tuple[int, int, int] = (0, 0, 0)
+    gc_seconds: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    influxd_version: str = "unknown"
     log: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunResult":
+        data = json.loads(text)
+        data["integration"] = Integration(data["integration"])
+        data["gc_collections"] = tuple(data["gc_collections"])
+        data["gc_seconds"] = tuple(data["gc_seconds"])
+        return cls(**data)
 
 
 def state_changes(count: int, seed: int) -> list[StateChange]:
@@ -112,6 +137,12 @@ def state_changes(count: int, seed: int) -> list[StateChange]:
     Repeats of an entity's previous state and attributes are skipped: Home Assistant fires no
     state_changed for them, and the expected point count would be wrong.
     """
+    from custom_components.ha_ingestor.generator import (  # noqa: PLC0415 (see the imports)
+        GeneratorConfig,
+        Pattern,
+        generate,
+    )
+
     now = datetime.now(UTC)
     config = GeneratorConfig(
         count=count + count // 4 + 1_000,
@@ -170,6 +201,40 @@ class ListenerTimer:
 
         with patch.object(owner, name, timed):
             yield
+
+
+class GcMeter:
+    """The garbage collections one thread runs, by generation: how many and their CPU time.
+
+    A collection runs in whichever thread allocates past the threshold, and its cost depends on
+    how many objects are alive then; this shows how much of a thread's CPU it was.
+    """
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._thread = threading.get_ident()
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        if phase == "start":
+            self._began = time.thread_time()
+            return
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.seconds[generation] += time.thread_time() - self._began
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator["GcMeter"]:
+        """Count the collections this thread runs inside the block."""
+        self._thread = threading.get_ident()
+        gc.callbacks.append(self._callback)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self._callback)
 
 
 class LagProbe:
@@ -253,7 +318,7 @@ async def _set_up_ours(
     hass: HomeAssistant, server: InfluxServer, database: str, write_mode: str
 ) -> None:
     entry = MockConfigEntry(
-        domain=DOMAIN,
+        domain=OURS_DOMAIN,
         title=f"{database} on 127.0.0.1",
         data={
             "api_version": "1",
@@ -352,10 +417,9 @@ async def run_once(
         server.create_database(database)
     timer = ListenerTimer()
     listener: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    if integration is Integration.CORE:
-        listener = timer.wrapping(InfluxThread, "_event_listener")
-    elif integration is Integration.OURS:
-        listener = timer.wrapping(Ingestion, "_async_state_changed")
+    if (under_test := _integration_under_test(integration)) is not None:
+        listener = timer.wrapping(*under_test)
+    meter = GcMeter()
     outage = Outage(server, settings.outage) if restart else None
     probe = LagProbe()
     expected = expected_points(changes)
@@ -376,19 +440,20 @@ async def run_once(
                     await _set_up_ours(hass, server, database, settings.write_mode)
                 gc.collect()
                 probing = asyncio.create_task(probe.run())
-                loop_cpu, process_cpu = time.thread_time(), time.process_time()
-                elapsed, inside, outage_task = await _fire(hass, changes, settings.rate, outage)
-                last_change = time.perf_counter()
-                probing.cancel()
-                if outage_task is not None:
-                    await outage_task
-                points: int | None = None
-                visible_after: float | None = 0.0
-                if database is not None:
-                    points, visible_at = await _await_points(server, database, expected)
-                    visible_after = None if visible_at is None else visible_at - last_change
-                loop_cpu = time.thread_time() - loop_cpu
-                process_cpu = time.process_time() - process_cpu
+                with meter.measuring():
+                    loop_cpu, process_cpu = time.thread_time(), time.process_time()
+                    elapsed, inside, outage_task = await _fire(hass, changes, settings.rate, outage)
+                    last_change = time.perf_counter()
+                    probing.cancel()
+                    if outage_task is not None:
+                        await outage_task
+                    points: int | None = None
+                    visible_after: float | None = 0.0
+                    if database is not None:
+                        points, visible_at = await _await_points(server, database, expected)
+                        visible_after = None if visible_at is None else visible_at - last_change
+                    loop_cpu = time.thread_time() - loop_cpu
+                    process_cpu = time.process_time() - process_cpu
             finally:
                 await hass.async_stop(force=True)
     return RunResult(
@@ -406,29 +471,84 @@ async def run_once(
         points=points,
         visible_after=visible_after,
         outage_seconds=outage.duration if outage else None,
+        gc_collections=(meter.collections[0], meter.collections[1], meter.collections[2]),
+        gc_seconds=(meter.seconds[0], meter.seconds[1], meter.seconds[2]),
         log=logs.lines,
     )
 
 
+def _integration_under_test(integration: Integration) -> tuple[type, str] | None:
+    """The class and method an integration registers as its state_changed listener."""
+    # Imported here, not at the top: a run's process loads only the integration it runs.
+    if integration is Integration.CORE:
+        from homeassistant.components.influxdb import InfluxThread  # noqa: PLC0415
+
+        return InfluxThread, "_event_listener"
+    if integration is Integration.OURS:
+        import custom_components.ha_ingestor  # noqa: PLC0415, F401
+        from custom_components.ha_ingestor.ingest import Ingestion  # noqa: PLC0415
+
+        return Ingestion, "_async_state_changed"
+    return None
+
+
 def run_isolated(
     integration: Integration,
-    server: InfluxServer,
     changes: Sequence[StateChange],
     settings: Settings,
     *,
     restart: bool = False,
 ) -> RunResult:
-    """Each run gets a fresh event loop, executor and config dir."""
-    label = f"{integration} ({'influxd restarted mid-run' if restart else 'steady'})"
-    print(f"running {label} ...", file=sys.stderr, flush=True)
-    gc.collect()
-    with tempfile.TemporaryDirectory(prefix="ha-ingestor-bench-") as config_dir:
+    """One run in this process, with its own influxd, event loop, executor and config dir."""
+    with (
+        running_influxd(auth=False) as server,
+        tempfile.TemporaryDirectory(prefix="ha-ingestor-bench-") as config_dir,
+    ):
         result = asyncio.run(
             run_once(integration, server, changes, Path(config_dir), settings, restart=restart)
         )
+        version = _influxd_version(server)
+    return RunResult(**{**asdict(result), "influxd_version": version})
+
+
+def run_in_process(
+    integration: Integration,
+    changes_file: Path,
+    settings: Settings,
+    *,
+    restart: bool = False,
+) -> RunResult:
+    """Run :func:`run_isolated` in a new Python process; it prints its result as JSON."""
+    label = f"{integration} ({'influxd restarted mid-run' if restart else 'steady'})"
+    print(f"running {label} ...", file=sys.stderr, flush=True)
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.ingest",
+        "--run",
+        integration.value,
+        "--changes",
+        str(changes_file),
+        "--rate",
+        repr(settings.rate),
+        "--outage",
+        repr(settings.outage),
+        "--write-mode",
+        settings.write_mode,
+        *(["--restart"] if restart else []),
+    ]
+    finished = subprocess.run(  # noqa: S603 (our own module, with this interpreter)
+        command,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        check=True,
+        text=True,
+    )
+    result = RunResult.from_json(finished.stdout.strip().splitlines()[-1])
     print(
-        f"  fired in {result.firing_seconds:.1f} s, points {result.points}, "
-        f"visible after {result.visible_after}",
+        f"  fired in {result.firing_seconds:.1f} s, points {result.points}, visible after "
+        f"{result.visible_after}, loop CPU {result.loop_cpu_seconds:.2f} s, "
+        f"gc {result.gc_collections}",
         file=sys.stderr,
         flush=True,
     )
@@ -452,10 +572,6 @@ def _seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:,.2f} s"
 
 
-def _lag(result: RunResult) -> str:
-    return f"{result.lag_p50 * 1e3:.1f} / {result.lag_p99 * 1e3:.1f} / {result.lag_max * 1e3:.1f}"
-
-
 def _machine() -> list[str]:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -476,84 +592,145 @@ def _influxd_version(server: InfluxServer) -> str:
         return str(response.headers.get("X-Influxdb-Version", "unknown"))
 
 
+def _gc_total(result: RunResult) -> float:
+    return sum(result.gc_seconds)
+
+
+def _young_gc(result: RunResult) -> float:
+    return result.gc_seconds[0] + result.gc_seconds[1]
+
+
+def _median(values: Iterator[float]) -> float:
+    return statistics.median(list(values))
+
+
+@dataclass(frozen=True, slots=True)
+class Rounds:
+    """The steady runs, round by round: index i of each list is round i."""
+
+    base: list[RunResult]
+    core: list[RunResult]
+    ours: list[RunResult]
+    orders: list[tuple[Integration, ...]]
+
+    @property
+    def events(self) -> int:
+        return self.base[0].state_changes
+
+    def above_base(self, runs: list[RunResult], pick: Callable[[RunResult], float]) -> float:
+        """The least over the rounds minus the baseline's least, µs per state change."""
+        return self.least(runs, pick) - self.least(self.base, pick)
+
+    def least(self, runs: list[RunResult], pick: Callable[[RunResult], float]) -> float:
+        """The least over the rounds, µs per state change."""
+        return min(pick(run) for run in runs) / self.events * 1e6
+
+    def median(self, runs: list[RunResult], pick: Callable[[RunResult], float]) -> float:
+        return _median(pick(run) for run in runs)
+
+
 def report(
     *,
-    base: RunResult,
-    core: RunResult,
-    ours: RunResult,
+    rounds: Rounds,
     core_restart: RunResult,
     ours_restart: RunResult,
     expected: int,
     settings: Settings,
-    influxd_version: str,
 ) -> str:
-    events = base.state_changes
+    events = rounds.events
+    base, core, ours = rounds.base, rounds.core, rounds.ours
     rate = f"{settings.rate:,.0f}/s" if settings.rate else "as fast as the loop allows"
     rows: list[tuple[str, str, str, str, str]] = []
 
-    def per_event(label: str, pick: Callable[[RunResult], float], *, minus_base: bool) -> None:
-        offset = pick(base) if minus_base else 0.0
-        core_value, ours_value = pick(core) - offset, pick(ours) - offset
+    def us(value: float) -> str:
+        return f"{value:,.2f}"
+
+    def above_base(label: str, pick: Callable[[RunResult], float]) -> None:
+        core_value, ours_value = rounds.above_base(core, pick), rounds.above_base(ours, pick)
         rows.append(
             (
                 label,
-                _us(pick(base), events) if minus_base else "-",
-                _us(core_value, events),
-                _us(ours_value, events),
+                us(rounds.least(base, pick)),
+                us(core_value),
+                us(ours_value),
                 _ratio(ours_value, core_value),
             )
         )
 
+    def per_run(
+        label: str, pick: Callable[[RunResult], float], show: Callable[[float], str]
+    ) -> None:
+        core_value, ours_value = rounds.median(core, pick), rounds.median(ours, pick)
+        rows.append(
+            (
+                label,
+                show(rounds.median(base, pick)),
+                show(core_value),
+                show(ours_value),
+                _ratio(ours_value, core_value),
+            )
+        )
+
+    listener_core = rounds.least(core, lambda r: r.listener_seconds or 0.0)
+    listener_ours = rounds.least(ours, lambda r: r.listener_seconds or 0.0)
     rows.append(
         (
             "Listener callback, µs per state change",
             "-",
-            _us(core.listener_seconds or 0.0, events),
-            _us(ours.listener_seconds or 0.0, events),
-            _ratio(ours.listener_seconds or 0.0, core.listener_seconds or 0.0),
+            us(listener_core),
+            us(listener_ours),
+            _ratio(listener_ours, listener_core),
         )
     )
-    per_event(
-        "Event-loop thread CPU, µs per state change (minus baseline)",
+    above_base(
+        "**Event-loop thread CPU, µs per state change** (minus baseline)",
         lambda r: r.loop_cpu_seconds,
-        minus_base=True,
     )
-    per_event(
-        "Wall time inside `async_set`, µs per state change (minus baseline)",
-        lambda r: r.async_set_seconds,
-        minus_base=True,
+    above_base("… of which garbage collection on the loop thread (minus baseline)", _gc_total)
+    above_base("… … young collections, generations 0 and 1", _young_gc)
+    above_base("… … full collections, generation 2", lambda r: r.gc_seconds[2])
+    above_base(
+        "… everything else on the loop thread (minus baseline)",
+        lambda r: r.loop_cpu_seconds - _gc_total(r),
     )
-    per_event(
-        "Process CPU, all threads, µs per state change (minus baseline)",
-        lambda r: r.process_cpu_seconds,
-        minus_base=True,
-    )
+
+    def collections(runs: list[RunResult]) -> str:
+        return " / ".join(f"{_median(r.gc_collections[g] for r in runs):g}" for g in range(3))
+
     rows.append(
         (
-            "Event-loop lag while firing, p50 / p99 / max, ms",
-            _lag(base),
-            _lag(core),
-            _lag(ours),
-            _ratio(ours.lag_p99, core.lag_p99) + " (p99)",
+            "Collections on the loop thread per run, generation 0 / 1 / 2",
+            collections(base),
+            collections(core),
+            collections(ours),
+            "",
         )
     )
+    above_base(
+        "Wall time inside `async_set`, µs per state change (minus baseline)",
+        lambda r: r.async_set_seconds,
+    )
+    above_base(
+        "Process CPU, all threads, µs per state change (minus baseline)",
+        lambda r: r.process_cpu_seconds,
+    )
+    per_run("Event-loop lag while firing, p99, ms", lambda r: r.lag_p99, lambda v: f"{v * 1e3:.1f}")
+    per_run("Event-loop lag while firing, max, ms", lambda r: r.lag_max, lambda v: f"{v * 1e3:.1f}")
     rows.append(
         (
             "All points visible after the last state change",
             "-",
-            _seconds(core.visible_after),
-            _seconds(ours.visible_after),
-            _ratio(ours.visible_after or 0.0, core.visible_after or 0.0)
-            if core.visible_after and ours.visible_after
-            else "n/a",
+            _seconds(rounds.median(core, lambda r: r.visible_after or float("inf"))),
+            _seconds(rounds.median(ours, lambda r: r.visible_after or float("inf"))),
+            "",
         )
     )
     rows.append(
         (
-            "Points in InfluxDB / expected (steady run)",
+            "Points in InfluxDB / expected (fewest of the steady runs)",
             "-",
-            f"{core.points or 0:,} / {expected:,}",
-            f"{ours.points or 0:,} / {expected:,}",
+            f"{min(r.points or 0 for r in core):,} / {expected:,}",
+            f"{min(r.points or 0 for r in ours):,} / {expected:,}",
             "",
         )
     )
@@ -590,30 +767,55 @@ def report(
         )
     )
 
+    round_rows = []
+    for index, (base_run, core_run, ours_run, order) in enumerate(
+        zip(base, core, ours, rounds.orders, strict=True), start=1
+    ):
+        core_loop = (core_run.loop_cpu_seconds - base_run.loop_cpu_seconds) / events * 1e6
+        ours_loop = (ours_run.loop_cpu_seconds - base_run.loop_cpu_seconds) / events * 1e6
+        round_rows.append(
+            f"| {index} | {', '.join(o.value for o in order)} "
+            f"| {_us(base_run.loop_cpu_seconds, events)} | {us(core_loop)} | {us(ours_loop)} "
+            f"| {_ratio(ours_loop, core_loop)} |"
+        )
+
+    mode = _MODE_LABELS[settings.write_mode]
     lines = [
         f"## Ingest benchmark: ha_ingestor vs core `influxdb`, {events:,} state changes",
         "",
-        *(f"- {fact}" for fact in [*_machine(), f"influxd {influxd_version} (same server)"]),
+        *(
+            f"- {fact}"
+            for fact in [*_machine(), f"influxd {base[0].influxd_version} (one per run)"]
+        ),
         f"- {events:,} state changes at {rate} ({expected:,} points expected; "
-        f"{events - expected:,} unknown/unavailable are skipped by both); "
-        f"firing took {core.firing_seconds:.1f} s (core run), {ours.firing_seconds:.1f} s "
-        f"(ha_ingestor run), {base.firing_seconds:.1f} s (baseline)",
-        f"- Restart runs: influxd stopped after {events // 3:,} state changes, "
+        f"{events - expected:,} unknown/unavailable are skipped by both)",
+        f"- {len(base)} rounds of steady runs (baseline, core, ha_ingestor; the order rotates). "
+        "CPU and time-per-change rows: each integration's least over the rounds, minus the "
+        "baseline's least (each row its own least, so the parts need not add up exactly); "
+        "lag, collections and visibility: medians",
+        f"- Restart runs (one each): influxd stopped after {events // 3:,} state changes, "
         f"restarted {settings.outage:g} s later",
         "",
-        "| Metric | baseline (neither) | core influxdb "
-        f"| ha_ingestor ({_MODE_LABELS[settings.write_mode]}) | ha_ingestor / core |",
+        f"| Metric | baseline (neither) | core influxdb | ha_ingestor ({mode}) "
+        "| ha_ingestor / core |",
         "|---|---:|---:|---:|---:|",
         *(f"| {' | '.join(row)} |" for row in rows),
         "",
+        "Event-loop thread CPU by round, µs per state change:",
+        "",
+        "| Round | Order | baseline | core - baseline | ha_ingestor - baseline | ratio |",
+        "|---:|---|---:|---:|---:|---:|",
+        *round_rows,
+        "",
         "### Method",
         "",
-        "- One Home Assistant instance per run (`async_test_home_assistant` of "
-        "pytest-homeassistant-custom-component, a fresh event loop and config dir each), "
-        "running only core `influxdb` (YAML: host, port, database; every other option at its "
-        "default, so `max_retries` 0), only ha_ingestor (a 1.x config entry, write mode "
-        f"{settings.write_mode}), or neither (baseline). Each writes to its own database on "
-        "the same influxd."
+        "- Every run is a new Python process with its own influxd (loopback, temporary "
+        "directories) and one Home Assistant instance (`async_test_home_assistant` of "
+        "pytest-homeassistant-custom-component), running only core `influxdb` (YAML: host, "
+        "port, database; every other option at its default, so `max_retries` 0), only "
+        f"ha_ingestor (a 1.x config entry, write mode {settings.write_mode}), or neither "
+        "(baseline). A process imports only the integration it runs, so no run's garbage "
+        "collections walk the other's modules or an earlier run's leftovers."
         + (
             " In dual-write ha_ingestor writes every state change twice (both layouts); "
             "the counts below are of its legacy points."
@@ -630,9 +832,13 @@ def report(
         "- *Event-loop thread CPU*: `time.thread_time()` of the loop thread from the first "
         "state change until all points are visible (baseline: until the last change), minus "
         "the baseline. It covers everything the integration runs in the loop: listener, "
-        "batching, HTTP, its own entities, and the garbage collections that the objects it "
-        "keeps alive bring about. ha_ingestor converts and encodes in HA's executor, core "
-        "converts, encodes and sends from its own thread: that work is in *process CPU* only.",
+        "batching, HTTP, its own entities, and the garbage collections that run in the loop "
+        "thread (timed with `gc.callbacks`; a collection runs in whichever thread allocates "
+        "past the threshold). Any `state_changed` listener makes Home Assistant create an "
+        "Event whose Context refers back to it, a cycle only the collector frees: most of "
+        "the young collections are that, for either integration. ha_ingestor converts "
+        "and encodes in HA's executor, core converts, encodes and sends from its own thread: "
+        "that work is in *process CPU* only.",
         "- *Wall time inside async_set*: the sum of the firing chunks' durations, minus the "
         "baseline. It adds what CPU time cannot see: the loop waiting for the GIL while "
         "another thread holds it.",
@@ -646,15 +852,15 @@ def report(
         f"for {SETTLE_SECONDS:g} s (longer than ha_ingestor's 30 s circuit-breaker cool-down).",
     ]
     runs = (
-        ("core influxdb", "steady run", core),
-        ("ha_ingestor", "steady run", ours),
-        ("core influxdb", "restart run", core_restart),
-        ("ha_ingestor", "restart run", ours_restart),
+        ("core influxdb", "steady runs", [r for run in core for r in run.log]),
+        ("ha_ingestor", "steady runs", [r for run in ours for r in run.log]),
+        ("core influxdb", "restart run", core_restart.log),
+        ("ha_ingestor", "restart run", ours_restart.log),
     )
-    for title, run, result in runs:
-        if result.log:
+    for title, run, log in runs:
+        if log:
             lines += ["", f"### What {title} logged (warnings and errors) in the {run}", "", "```"]
-            lines += _summarize_log(result.log)
+            lines += _summarize_log(log)
             lines.append("```")
     return "\n".join(lines)
 
@@ -672,6 +878,16 @@ def _summarize_log(lines: list[str], limit: int = 12) -> list[str]:
     return shown
 
 
+def _run_one(args: argparse.Namespace, settings: Settings) -> None:
+    """The process of one run: read the state changes, run, print the result as JSON."""
+    with Path(args.changes).open("rb") as file:
+        # Written by the parent process of this benchmark a moment ago.
+        rows: list[tuple[str, str, dict[str, Any]]] = pickle.load(file)  # noqa: S301
+    changes = [StateChange(*row) for row in rows]
+    result = run_isolated(Integration(args.run), changes, settings, restart=args.restart)
+    print(result.to_json())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000, help="state changes per run")
@@ -681,35 +897,58 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--outage", type=float, default=5.0, help="seconds influxd is down")
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of steady runs (baseline, core, ours)"
+    )
+    parser.add_argument(
         "--write-mode",
         choices=sorted(_MODE_LABELS),
         default="legacy",
         help="ha_ingestor's write mode: legacy (like core) or both (dual-write)",
     )
+    # Internal: one run in this process (the benchmark starts itself once per run).
+    parser.add_argument("--run", choices=[i.value for i in Integration], help=argparse.SUPPRESS)
+    parser.add_argument("--changes", help=argparse.SUPPRESS)
+    parser.add_argument("--restart", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = Settings(rate=args.rate, outage=args.outage, write_mode=args.write_mode)
     # Keep Home Assistant's own chatter off the report; errors still reach stderr.
     logging.basicConfig(level=logging.ERROR)
+    if args.run:
+        _run_one(args, settings)
+        return
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     changes = state_changes(args.events, args.seed)
     expected = expected_points(changes)
-    with running_influxd(auth=False) as server:
-        version = _influxd_version(server)
-        base = run_isolated(Integration.BASELINE, server, changes, settings)
-        core = run_isolated(Integration.CORE, server, changes, settings)
-        ours = run_isolated(Integration.OURS, server, changes, settings)
-        core_restart = run_isolated(Integration.CORE, server, changes, settings, restart=True)
-        ours_restart = run_isolated(Integration.OURS, server, changes, settings, restart=True)
+    kinds = (Integration.BASELINE, Integration.CORE, Integration.OURS)
+    steady: dict[Integration, list[RunResult]] = {kind: [] for kind in kinds}
+    orders: list[tuple[Integration, ...]] = []
+    with tempfile.TemporaryDirectory(prefix="ha-ingestor-bench-") as directory:
+        changes_file = Path(directory) / "changes.pickle"
+        with changes_file.open("wb") as file:
+            rows = [(c.entity_id, c.state, dict(c.attributes)) for c in changes]
+            pickle.dump(rows, file)
+        for index in range(args.rounds):
+            order = kinds[index % 3 :] + kinds[: index % 3]
+            orders.append(order)
+            for kind in order:
+                steady[kind].append(run_in_process(kind, changes_file, settings))
+        core_restart = run_in_process(Integration.CORE, changes_file, settings, restart=True)
+        ours_restart = run_in_process(Integration.OURS, changes_file, settings, restart=True)
+    rounds = Rounds(
+        base=steady[Integration.BASELINE],
+        core=steady[Integration.CORE],
+        ours=steady[Integration.OURS],
+        orders=orders,
+    )
     print(
         report(
-            base=base,
-            core=core,
-            ours=ours,
+            rounds=rounds,
             core_restart=core_restart,
             ours_restart=ours_restart,
             expected=expected,
             settings=settings,
-            influxd_version=version,
         )
     )
 

@@ -5,10 +5,18 @@ from collections.abc import Callable
 import time
 from typing import Any
 
+import aiohttp
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import DOMAIN
+from custom_components.ha_ingestor.influx import (
+    ApiVersion,
+    InfluxClient,
+    ServerSettings,
+    create_client,
+)
+from custom_components.ha_ingestor.line_protocol import Point
 
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
 
@@ -65,3 +73,31 @@ def count(influxd: InfluxServer, database: str, measurement: str, field: str = "
 
 def ingest_options(mode: str, **ingestion: Any) -> dict[str, Any]:
     return {"ingestion": {"write_mode": mode, **ingestion}}
+
+
+def admin_settings(influxd: InfluxServer, database: str) -> ServerSettings:
+    """1.x settings with the test server's admin account, for reading data back."""
+    return ServerSettings(
+        api_version=ApiVersion.V1,
+        url=influxd.url,
+        database=database,
+        username=ADMIN_USER,
+        password=ADMIN_PASSWORD,
+    )
+
+
+def admin_client(
+    session: aiohttp.ClientSession, influxd: InfluxServer, database: str
+) -> InfluxClient:
+    """Our own 1.x client with the admin account: what tests read data back with."""
+    return create_client(session, admin_settings(influxd, database))
+
+
+async def stored_points(influxd: InfluxServer, database: str) -> dict[str, list[Point]]:
+    """Every point of a database, by measurement."""
+    async with aiohttp.ClientSession() as session:
+        client = admin_client(session, influxd, database)
+        return {
+            measurement: [p async for p in client.read_points(measurement, 0, 2**62)]
+            for measurement in await client.measurements()
+        }

@@ -16,9 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
-
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+from .helpers import admin_client
+from .influx_server import InfluxServer, free_port
 from .test_migration_engine import Snapshot, assert_same, snapshot, transformed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -94,16 +93,7 @@ def stored_migration(config_dir: Path, entry_id: str) -> dict[str, Any]:
 
 async def both_layouts(influx: InfluxServer) -> tuple[Snapshot, Snapshot]:
     async with aiohttp.ClientSession() as session:
-        client = create_client(
-            session,
-            ServerSettings(
-                api_version=ApiVersion.V1,
-                url=influx.url,
-                database=DATABASE,
-                username=ADMIN_USER,
-                password=ADMIN_PASSWORD,
-            ),
-        )
+        client = admin_client(session, influx, DATABASE)
         legacy = await snapshot(client, DATABASE, optimized=False)
         optimized = await snapshot(client, DATABASE, optimized=True)
     return legacy, optimized

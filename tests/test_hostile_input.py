@@ -32,7 +32,6 @@ from yarl import URL
 from custom_components.ha_ingestor import ingest, services
 from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.generator import MAX_ENTITIES, MAX_EVENTS, Pattern, generate
-from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
 from custom_components.ha_ingestor.ingest import Ingestion
 from custom_components.ha_ingestor.line_protocol import Point, encode_batch, sanitize_name
 from custom_components.ha_ingestor.migration import EVENT_MIGRATION
@@ -41,7 +40,14 @@ from custom_components.ha_ingestor.rehearsal import GenerationResult
 from custom_components.ha_ingestor.services import MAX_HISTORY_DAYS, MAX_LIVE_EVENTS
 from custom_components.ha_ingestor.writer import PointWriter
 
-from .helpers import count, entry_for, eventually, ingest_options, setup_entry
+from .helpers import (
+    admin_client,
+    count,
+    entry_for,
+    eventually,
+    ingest_options,
+    setup_entry,
+)
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
 
 # What a bad value may raise: a translated validation error or a schema error.
@@ -885,15 +891,8 @@ async def test_hostile_measurement_and_tag_names_in_the_history_are_read_as_data
     # Legacy history whose names are injection attempts, written straight to the server.
     measurement = f'm"; DROP DATABASE "{sentinel}"; --'
     object_id = f"a'; DROP DATABASE {sentinel}; --"
-    settings_ = ServerSettings(
-        api_version=ApiVersion.V1,
-        url=influxd.url,
-        database=database,
-        username=ADMIN_USER,
-        password=ADMIN_PASSWORD,
-    )
     async with aiohttp.ClientSession() as session:
-        client = create_client(session, settings_)
+        client = admin_client(session, influxd, database)
         lines = [
             Point(measurement, {"domain": "sensor", "entity_id": object_id}, {"value": n}, n)
             for n in (1_000_000_000, 2_000_000_000, 3_000_000_000)

@@ -5,39 +5,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 import threading
 
-import aiohttp
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import area_registry as ar, entity_registry as er
 import pytest
 
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
 from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
 from custom_components.ha_ingestor.line_protocol import Point, sanitize_name
 from custom_components.ha_ingestor.optimized_layout import OptimizedLayout, OptimizedOptions
 
-from .helpers import count, entry_for, eventually, ingest_options, setup_entry
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, running_influxd
+from .helpers import count, entry_for, eventually, ingest_options, setup_entry, stored_points
+from .influx_server import InfluxServer, running_influxd
 
 HOSTILE = 'Küche "Ofen", Tür=zu\nzweite Zeile \\ 🔥'
 
 
 async def read_all(influxd: InfluxServer, database: str) -> list[Point]:
-    async with aiohttp.ClientSession() as session:
-        client = create_client(
-            session,
-            ServerSettings(
-                api_version=ApiVersion.V1,
-                url=influxd.url,
-                database=database,
-                username=ADMIN_USER,
-                password=ADMIN_PASSWORD,
-            ),
-        )
-        points = []
-        for measurement in await client.measurements():
-            points += [p async for p in client.read_points(measurement, 0, 2**62)]
-        return points
+    return [
+        point for points in (await stored_points(influxd, database)).values() for point in points
+    ]
 
 
 def set_states(hass: HomeAssistant) -> list[State]:

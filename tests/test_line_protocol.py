@@ -6,7 +6,6 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
 from custom_components.ha_ingestor.line_protocol import (
     Point,
     encode,
@@ -15,7 +14,8 @@ from custom_components.ha_ingestor.line_protocol import (
     sanitize_name,
 )
 
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
+from .helpers import admin_client
+from .influx_server import InfluxServer
 
 _times = itertools.count(1_600_000_000_000_000_000, 1_000)
 
@@ -80,16 +80,7 @@ _name = _text.filter(lambda s: s.strip() != "" and sanitize_name(s) not in ("tim
 @pytest.fixture
 async def client(influxd: InfluxServer, database: str):
     async with aiohttp.ClientSession() as session:
-        yield create_client(
-            session,
-            ServerSettings(
-                api_version=ApiVersion.V1,
-                url=influxd.url,
-                database=database,
-                username=ADMIN_USER,
-                password=ADMIN_PASSWORD,
-            ),
-        )
+        yield admin_client(session, influxd, database)
 
 
 @settings(

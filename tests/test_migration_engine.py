@@ -55,7 +55,8 @@ from custom_components.ha_ingestor.optimized_layout import (
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 
 from .conftest import V2_ORG, V2_TOKEN
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
+from .helpers import admin_client
+from .influx_server import InfluxServer
 from .influx_v2_emulator import InfluxV2Emulator
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -143,16 +144,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def client(session: aiohttp.ClientSession, influxd: InfluxServer, database: str) -> InfluxClient:
-    return create_client(
-        session,
-        ServerSettings(
-            api_version=ApiVersion.V1,
-            url=influxd.url,
-            database=database,
-            username=ADMIN_USER,
-            password=ADMIN_PASSWORD,
-        ),
-    )
+    return admin_client(session, influxd, database)
 
 
 def backfill_state(

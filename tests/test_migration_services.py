@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
@@ -14,13 +13,12 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
 from custom_components.ha_ingestor.legacy_layout import LegacyOptions
 from custom_components.ha_ingestor.line_protocol import Point
 from custom_components.ha_ingestor.optimized_layout import OptimizedOptions, to_optimized
 
-from .helpers import entry_for, eventually, setup_entry
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
+from .helpers import entry_for, eventually, setup_entry, stored_points
+from .influx_server import InfluxServer
 
 OPTIMIZED_MEASUREMENTS = {
     "sensor",
@@ -50,26 +48,15 @@ def entity_state(hass: HomeAssistant, entry_id: str, key: str) -> str:
 
 async def read_layouts(influxd: InfluxServer, database: str) -> tuple[list[Point], list[Point]]:
     """All points of a database, split into legacy and optimized layout."""
-    async with aiohttp.ClientSession() as session:
-        client = create_client(
-            session,
-            ServerSettings(
-                api_version=ApiVersion.V1,
-                url=influxd.url,
-                database=database,
-                username=ADMIN_USER,
-                password=ADMIN_PASSWORD,
-            ),
-        )
-        legacy: list[Point] = []
-        optimized: list[Point] = []
-        for measurement in await client.measurements():
-            async for point in client.read_points(measurement, 0, 2**62):
-                if measurement in OPTIMIZED_MEASUREMENTS and "." in point.tags.get("entity_id", ""):
-                    optimized.append(point)
-                else:
-                    legacy.append(point)
-        return legacy, optimized
+    legacy: list[Point] = []
+    optimized: list[Point] = []
+    for measurement, points in (await stored_points(influxd, database)).items():
+        for point in points:
+            if measurement in OPTIMIZED_MEASUREMENTS and "." in point.tags.get("entity_id", ""):
+                optimized.append(point)
+            else:
+                legacy.append(point)
+    return legacy, optimized
 
 
 def key(point: Point) -> tuple:

@@ -28,12 +28,19 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor import connection, ingest, migration_engine
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.influx import ApiVersion, ServerSettings, create_client
+from custom_components.ha_ingestor.influx import ServerSettings
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.writer import PointWriter
 
-from .helpers import count, entry_for, eventually, ingest_options, setup_entry
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port, running_influxd
+from .helpers import (
+    admin_client,
+    count,
+    entry_for,
+    eventually,
+    ingest_options,
+    setup_entry,
+)
+from .influx_server import InfluxServer, free_port, running_influxd
 from .test_migration_engine import (
     _history as legacy_history,
     assert_same,
@@ -226,16 +233,6 @@ async def fire(
         hass.states.async_set(entity, str(number), {"unit_of_measurement": unit})
         if number % 25 == 0:
             await asyncio.sleep(pause)
-
-
-def settings_of(influxd: InfluxServer, database: str) -> ServerSettings:
-    return ServerSettings(
-        api_version=ApiVersion.V1,
-        url=influxd.url,
-        database=database,
-        username=ADMIN_USER,
-        password=ADMIN_PASSWORD,
-    )
 
 
 def spool_files(hass: HomeAssistant, entry: MockConfigEntry) -> list[Path]:
@@ -548,7 +545,7 @@ async def test_backfill_survives_influxd_killed_three_times_and_copies_exactly(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
     async with ClientSession() as session:
-        client = create_client(session, settings_of(own_influxd, "home"))
+        client = admin_client(session, own_influxd, "home")
         legacy = await snapshot(client, "home", optimized=False)
         optimized = await snapshot(client, "home", optimized=True)
     # Legacy history untouched, live points in it once each.
