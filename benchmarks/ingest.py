@@ -14,7 +14,7 @@ import argparse
 import asyncio
 from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 import gc
@@ -507,8 +507,7 @@ def run_isolated(
         result = asyncio.run(
             run_once(integration, server, changes, Path(config_dir), settings, restart=restart)
         )
-        version = _influxd_version(server)
-    return RunResult(**{**asdict(result), "influxd_version": version})
+        return replace(result, influxd_version=_influxd_version(server))
 
 
 def run_in_process(
@@ -645,42 +644,32 @@ def report(
     def us(value: float) -> str:
         return f"{value:,.2f}"
 
-    def above_base(label: str, pick: Callable[[RunResult], float]) -> None:
-        core_value, ours_value = rounds.above_base(core, pick), rounds.above_base(ours, pick)
+    def add(
+        label: str,
+        base_text: str,
+        core_value: float,
+        ours_value: float,
+        show: Callable[[float], str] = us,
+    ) -> None:
         rows.append(
-            (
-                label,
-                us(rounds.least(base, pick)),
-                us(core_value),
-                us(ours_value),
-                _ratio(ours_value, core_value),
-            )
+            (label, base_text, show(core_value), show(ours_value), _ratio(ours_value, core_value))
         )
+
+    def above_base(label: str, pick: Callable[[RunResult], float]) -> None:
+        base_text = us(rounds.least(base, pick))
+        add(label, base_text, rounds.above_base(core, pick), rounds.above_base(ours, pick))
 
     def per_run(
         label: str, pick: Callable[[RunResult], float], show: Callable[[float], str]
     ) -> None:
-        core_value, ours_value = rounds.median(core, pick), rounds.median(ours, pick)
-        rows.append(
-            (
-                label,
-                show(rounds.median(base, pick)),
-                show(core_value),
-                show(ours_value),
-                _ratio(ours_value, core_value),
-            )
-        )
+        base_text = show(rounds.median(base, pick))
+        add(label, base_text, rounds.median(core, pick), rounds.median(ours, pick), show)
 
-    listener_core = rounds.least(core, lambda r: r.listener_seconds or 0.0)
-    listener_ours = rounds.least(ours, lambda r: r.listener_seconds or 0.0)
-    rows.append(
-        (
-            "Listener callback, µs per state change",
-            "-",
-            us(listener_core),
-            us(listener_ours),
-            _ratio(listener_ours, listener_core),
-        )
+    add(
+        "Listener callback, µs per state change",
+        "-",
+        rounds.least(core, lambda r: r.listener_seconds or 0.0),
+        rounds.least(ours, lambda r: r.listener_seconds or 0.0),
     )
     above_base(
         "**Event-loop thread CPU, µs per state change** (minus baseline)",

@@ -23,7 +23,8 @@ from custom_components.ha_ingestor.influx.v2 import flux_string, parse_rfc3339_n
 from custom_components.ha_ingestor.line_protocol import Point, encode_batch
 
 from .conftest import V2_ORG as ORG, V2_TOKEN as TOKEN
-from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+from .helpers import admin_settings
+from .influx_server import InfluxServer, free_port
 from .influx_v2_emulator import InfluxV2Emulator
 
 
@@ -41,13 +42,7 @@ async def settings(
     v2_emulator: InfluxV2Emulator,
 ) -> ServerSettings:
     if request.param is ApiVersion.V1:
-        return ServerSettings(
-            api_version=ApiVersion.V1,
-            url=influxd.url,
-            database=database,
-            username=ADMIN_USER,
-            password=ADMIN_PASSWORD,
-        )
+        return admin_settings(influxd, database)
     return ServerSettings(
         api_version=ApiVersion.V2,
         url=v2_emulator.url,
