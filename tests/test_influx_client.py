@@ -347,10 +347,17 @@ async def test_aggregate_first_and_last_give_the_point_times(client: InfluxClien
     assert await client.aggregate("°C", "nope", Aggregate.COUNT, start_ns=0, end_ns=T0) == []
 
 
-async def test_delete_series_removes_only_the_matching_series(client: InfluxClient) -> None:
+async def test_delete_range_removes_only_the_matching_series_inside_the_range(
+    client: InfluxClient,
+) -> None:
     await client.write(SAMPLE)
-    await client.delete_series("°C", {"entity_id": "sensor.kitchen"})
-    await client.delete_series("°C", {"domain": "sensor", "entity_id": "hall"})
+    everything = {"start_ns": 0, "end_ns": T0 + 10 * DAY}
+    await client.delete_range("°C", {"entity_id": "sensor.kitchen"}, **everything)
+    # Half-open: the point at T0 + HOUR + 2 is the range's end and stays.
+    await client.delete_range(
+        "°C", {"domain": "sensor", "entity_id": "kitchen"}, start_ns=T0, end_ns=T0 + HOUR + 2
+    )
+    await client.delete_range("°C", {"domain": "sensor", "entity_id": "hall"}, **everything)
     left = sorted(
         [
             (p.tags.get("domain", ""), p.tags["entity_id"], p.time_ns)
@@ -359,13 +366,15 @@ async def test_delete_series_removes_only_the_matching_series(client: InfluxClie
     )
     assert left == [
         ("climate", "hall", T0 + 5),
-        ("sensor", "kitchen", T0 + 1),
         ("sensor", "kitchen", T0 + HOUR + 2),
         ("sensor", "kitchen", T0 + DAY + 3),
     ]
     assert [p async for p in client.read_points("%", 0, T0 + 10 * DAY)]
+    # An empty range and a missing measurement delete nothing and do not fail.
+    await client.delete_range("°C", {"entity_id": "hall"}, start_ns=T0 + 9, end_ns=T0 + 9)
+    await client.delete_range("missing", {"entity_id": "hall"}, **everything)
     with pytest.raises(ValueError):
-        await client.delete_series("°C", {})
+        await client.delete_range("°C", {}, **everything)
 
 
 def test_influxql_quoting_cannot_end_a_statement() -> None:

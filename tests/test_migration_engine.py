@@ -32,14 +32,15 @@ from custom_components.ha_ingestor.migration_engine import (
     BackfillOutcome,
     DiscoveredSource,
     Validator,
-    cleanup_legacy,
+    clean_legacy,
     discover,
     in_sample,
+    inventory_optimized,
     is_optimized_series,
     legacy_entity_id,
-    optimized_series,
-    rollback_target,
+    remove_migrated,
 )
+from custom_components.ha_ingestor.migration_ledger import Layout, MigrationLedger, Recording
 from custom_components.ha_ingestor.migration_model import (
     MigrationConfig,
     MigrationState,
@@ -60,6 +61,7 @@ from .influx_server import InfluxServer
 from .influx_v2_emulator import InfluxV2Emulator
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
+START_NS = datetime_to_ns(START)
 DAY_NS = 86_400 * 10**9
 EVERYTHING = (-(2**62), 2**62)
 
@@ -148,14 +150,25 @@ def client(session: aiohttp.ClientSession, influxd: InfluxServer, database: str)
 
 
 def backfill_state(
-    cutover_ns: int, strategy: Strategy = Strategy.DUAL_WRITE, **settings: Any
+    cutover_ns: int,
+    strategy: Strategy = Strategy.DUAL_WRITE,
+    *,
+    ledger: MigrationLedger | None = None,
+    **settings: Any,
 ) -> MigrationState:
     return MigrationState(
         migration_id="test",
         config=MigrationConfig(strategy=strategy, **settings),
         phase=Phase.BACKFILL,
         cutover_ns=cutover_ns,
+        ledger=ledger,
     )
+
+
+def new_ledger(database: str, target: str | None = None, **fields: Any) -> MigrationLedger:
+    """The ledger of a migration prepared now: the target inventoried empty."""
+    fields.setdefault("inventoried_ns", datetime_to_ns(datetime.now(UTC)))
+    return MigrationLedger(source_database=database, target_database=target or database, **fields)
 
 
 class Saves:
@@ -550,31 +563,133 @@ async def test_rejections_above_the_threshold_end_in_rollback_that_spares_legacy
         ),
         database,
     )
-    state = backfill_state(small_history.end_ns, max_error_rate=0.05, rollback_threshold=0.05)
+    state = backfill_state(
+        small_history.end_ns,
+        max_error_rate=0.05,
+        rollback_threshold=0.05,
+        ledger=new_ledger(database),
+    )
 
     outcome = await new_backfill(client, state, tmp_path, Saves()).run()
 
     assert outcome is BackfillOutcome.ROLLBACK
     assert state.records_failed > 0.05 * (state.records_migrated + state.records_failed)
-    assert await optimized_series(client, database)
-    removed = await rollback_target(client, state, source_database=database)
-    assert removed > 40
-    assert await optimized_series(client, database) == []
+    copied = await snapshot(client, database, optimized=True)
+    assert len(copied) > 40
+    assert state.ledger is not None
+    assert state.ledger.dead_lettered
+    assert all(entity.startswith("binary_sensor.") for entity in state.ledger.dead_lettered)
+    removal = await remove_migrated(client, state, until_ns=small_history.end_ns)
+    assert removal.points == len(copied) - 30  # the 30 conflicting points were not ours
+    assert removal.dropped_database is None
+    left = await snapshot(client, database, optimized=True)
+    assert {dict(tags)["entity_id"] for _, tags, _ in left} == {"binary_sensor.conflict"}
     assert await snapshot(client, database, optimized=False) == legacy
 
 
-async def test_rollback_keeps_the_target_when_asked(
+async def test_rollback_removes_only_what_the_backfill_copied_and_keeps_what_was_there(
     client: InfluxClient,
     influxd: InfluxServer,
     database: str,
     small_history: History,
     tmp_path: Path,
 ) -> None:
+    """Optimized points recorded before the migration (and other writers' series) stay."""
     load(influxd, database, small_history.lines)
-    state = backfill_state(small_history.end_ns, keep_target_on_rollback=True)
+    legacy = await snapshot(client, database, optimized=False)
+    expected = transformed(legacy)
+    # Days 1 and 2 of one sensor were recorded live in the optimized layout before.
+    recorded_entity = next(dict(tags)["entity_id"] for m, tags, _ in expected if m == "sensor")
+    day = datetime_to_ns(START) // DAY_NS
+    recorded = {
+        key: fields
+        for key, fields in expected.items()
+        if dict(key[1])["entity_id"] == recorded_entity and day + 1 <= key[2] // DAY_NS <= day + 2
+    }
+    assert recorded
+    await client.write(
+        encode_batch(Point(m, dict(tags), fields, t) for (m, tags, t), fields in recorded.items())
+    )
+    foreign = Point("sensor", {"entity_id": "sensor.other_home"}, {"value": 1.0}, START_NS + 5)
+    await client.write(encode_batch([foreign]))
+    ledger = new_ledger(database)
+    ledger.preexisting = await inventory_optimized(
+        client, database, before_ns=ledger.inventoried_ns
+    )
+    assert set(ledger.preexisting) == {recorded_entity, "sensor.other_home"}
+    assert ledger.preexisting[recorded_entity] == (
+        (
+            (day + 1) * DAY_NS,
+            (day + 3) * DAY_NS,
+        ),
+    )
+    state = backfill_state(small_history.end_ns, ledger=ledger)
+    assert await new_backfill(client, state, tmp_path, Saves()).run() is BackfillOutcome.COMPLETE
+    assert_same(
+        {
+            k: v
+            for k, v in (await snapshot(client, database, optimized=True)).items()
+            if "other_home" not in str(k)
+        },
+        expected,
+    )
+
+    removal = await remove_migrated(client, state, until_ns=small_history.end_ns)
+
+    left = await snapshot(client, database, optimized=True)
+    assert left == {
+        **recorded,
+        ("sensor", (("entity_id", "sensor.other_home"),), START_NS + 5): {"value": 1.0},
+    }
+    assert removal.points == len(expected) - len(recorded)
+    assert await snapshot(client, database, optimized=False) == legacy
+
+
+async def test_rollback_keeps_everything_when_the_target_was_recorded_before(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    """Write mode "optimized" into the same database: what was copied before the inventory
+    day goes, everything from then on (the live recording) stays."""
+    load(influxd, database, small_history.lines)
+    inventory = small_history.end_ns - 2 * DAY_NS
+    ledger = new_ledger(
+        database,
+        inventoried_ns=inventory,
+        recorded_before=(Recording(Layout.OPTIMIZED, database),),
+    )
+    state = backfill_state(small_history.end_ns, ledger=ledger)
+    await new_backfill(client, state, tmp_path, Saves()).run()
+    copied = await snapshot(client, database, optimized=True)
+
+    await remove_migrated(
+        client, state, until_ns=small_history.end_ns + DAY_NS, known_entities=["sensor.x"]
+    )
+
+    kept_from = inventory - inventory % DAY_NS
+    assert await snapshot(client, database, optimized=True) == {
+        key: fields for key, fields in copied.items() if key[2] >= kept_from
+    }
+
+
+async def test_rollback_without_an_inventory_deletes_nothing(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    """A migration saved before ledgers existed: what the target held is unknown."""
+    load(influxd, database, small_history.lines[:3000])
+    state = backfill_state(small_history.end_ns, ledger=new_ledger(database))
     await new_backfill(client, state, tmp_path, Saves()).run()
     before = await snapshot(client, database, optimized=True)
-    assert await rollback_target(client, state) == 0
+    assert state.ledger is not None
+    state.ledger.inventoried_ns = None
+    assert (await remove_migrated(client, state, until_ns=small_history.end_ns)).points == 0
     assert await snapshot(client, database, optimized=True) == before
 
 
@@ -589,19 +704,49 @@ async def test_blue_green_fills_a_separate_database_and_rollback_drops_it(
     legacy = await snapshot(client, database, optimized=False)
     green = f"{database}_green"
     await client.create_database(green)
-    state = backfill_state(small_history.end_ns, Strategy.BLUE_GREEN)
+    state = backfill_state(
+        small_history.end_ns,
+        Strategy.BLUE_GREEN,
+        ledger=new_ledger(database, green, created_target=True),
+    )
     try:
         outcome = await new_backfill(client, state, tmp_path, Saves(), target_database=green).run()
 
         assert outcome is BackfillOutcome.COMPLETE
         assert_same(await snapshot(client, green, optimized=True), transformed(legacy))
-        assert await optimized_series(client, database) == []
-        removed = await rollback_target(
-            client, state, source_database=database, target_database=green
-        )
-        assert removed > 50
+        assert await snapshot(client, database, optimized=True) == {}
+        removal = await remove_migrated(client, state, until_ns=small_history.end_ns)
+        assert removal.dropped_database == green
+        assert removal.points == len(transformed(legacy))
         assert not await client.database_exists(green)
         assert await snapshot(client, database, optimized=False) == legacy
+    finally:
+        await client.drop_database(green)
+
+
+async def test_blue_green_rollback_never_drops_a_database_it_did_not_create(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    small_history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, small_history.lines[:4000])
+    green = f"{database}_existing"
+    await client.create_database(green)
+    sentinel = Point("sentinel", {"kind": "user data"}, {"value": 42.0}, START_NS)
+    await client.write(encode_batch([sentinel]), green)
+    state = backfill_state(
+        small_history.end_ns, Strategy.BLUE_GREEN, ledger=new_ledger(database, green)
+    )
+    try:
+        await new_backfill(client, state, tmp_path, Saves(), target_database=green).run()
+        removal = await remove_migrated(client, state, until_ns=small_history.end_ns)
+        assert removal.dropped_database is None
+        assert removal.points > 0
+        assert await client.database_exists(green)
+        assert await snapshot(client, green, optimized=True) == {}
+        assert [p async for p in client.read_points("sentinel", *EVERYTHING, green)] == [sentinel]
     finally:
         await client.drop_database(green)
 
@@ -713,7 +858,9 @@ async def test_validation_finds_tampered_and_missing_points(
     assert len(changed) == 5
     await client.write(encode_batch(changed))
     dropped_entity = next(dict(tags)["entity_id"] for (m, tags, _) in optimized if m == "light")
-    await client.delete_series("light", {"entity_id": dropped_entity})
+    await client.delete_range(
+        "light", {"entity_id": dropped_entity}, start_ns=EVERYTHING[0], end_ns=EVERYTHING[1]
+    )
 
     result = await Validator(client, state, transform=TRANSFORM).run()
 
@@ -728,27 +875,54 @@ async def test_validation_finds_tampered_and_missing_points(
 # Cleanup --------------------------------------------------------------------------------------
 
 
-async def test_cleanup_deletes_legacy_data_only_when_the_user_opted_in(
+async def test_cleanup_deletes_only_proven_entities_inside_the_copied_range(
     client: InfluxClient,
     influxd: InfluxServer,
     database: str,
     small_history: History,
     tmp_path: Path,
 ) -> None:
+    """start_time/end_time bound the copy, so they bound the cleanup; an entity the validation
+    did not prove, or with refused points, keeps its legacy history."""
     load(influxd, database, small_history.lines)
     legacy = await snapshot(client, database, optimized=False)
-    state = backfill_state(small_history.end_ns)
+    start = START + timedelta(days=2)
+    end = START + timedelta(days=4)
+    state = backfill_state(
+        small_history.end_ns,
+        delete_legacy_data=True,
+        start=start,
+        end=end,
+        ledger=new_ledger(database),
+    )
     await new_backfill(client, state, tmp_path, Saves()).run()
-    optimized = await snapshot(client, database, optimized=True)
+    validator = Validator(client, state, transform=TRANSFORM, repeats=1)
+    result = await validator.run()
+    assert result.integrity_score == 1.0
+    ledger = state.ledger
+    assert ledger is not None
+    span = validator.migrated_range()
+    proven = sorted(validator.compared_entities)
+    unproven, refused = proven[0], proven[1]
+    ledger.verified = dict.fromkeys(proven[2:], span)
+    ledger.dead_lettered = {refused}
+    ledger.verified[refused] = span
+    saves = Saves()
 
-    assert await cleanup_legacy(client, state) == 0
-    assert await snapshot(client, database, optimized=False) == legacy
+    deleted, deletions = await clean_legacy(client, state, save=saves)
 
-    state.config = state.config.with_overrides(delete_legacy_data=True)
-    deleted = await cleanup_legacy(client, state)
-    assert deleted == len({legacy_entity_id(dict(tags)) for (_, tags, _) in legacy})
-    assert await snapshot(client, database, optimized=False) == {}
-    assert await snapshot(client, database, optimized=True) == optimized
+    low, high = datetime_to_ns(start), datetime_to_ns(end)
+    kept = {
+        key: fields
+        for key, fields in legacy.items()
+        if not low <= key[2] < high or legacy_entity_id(dict(key[1])) in (unproven, refused)
+    }
+    assert await snapshot(client, database, optimized=False) == kept
+    assert deleted == len(legacy) - len(kept) > 0
+    assert deletions == len(saves.saved)
+    assert set(ledger.cleaned) == set(proven[2:])
+    # Done once: a second run (after a restart, say) has nothing left to do.
+    assert await clean_legacy(client, state, save=saves) == (0, 0)
 
 
 # The 2.x API ----------------------------------------------------------------------------------
@@ -776,7 +950,7 @@ async def test_the_whole_migration_works_through_the_v2_api(
             organization=V2_ORG,
         ),
     )
-    state = backfill_state(small_history.end_ns, batch_size=300)
+    state = backfill_state(small_history.end_ns, batch_size=300, ledger=new_ledger(database))
 
     assert await new_backfill(v2, state, tmp_path, Saves()).run() is BackfillOutcome.COMPLETE
     assert_same(await snapshot(client, database, optimized=True), transformed(legacy))
@@ -784,6 +958,6 @@ async def test_the_whole_migration_works_through_the_v2_api(
     assert result.integrity_score == 1.0
     assert result.records_sampled > 0
 
-    assert await rollback_target(v2, state) > 0
+    assert (await remove_migrated(v2, state, until_ns=small_history.end_ns)).points > 0
     assert await snapshot(client, database, optimized=True) == {}
     assert await snapshot(client, database, optimized=False) == legacy

@@ -101,8 +101,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
         signal=signal,
     )
     await migration.async_load()
-    await ingestion.async_start()
-    await migration.async_apply_layouts()
+    await ingestion.async_start(migration.wanted_recordings)
 
     async def _async_flush_on_stop(_event: Event) -> None:
         await migration.async_shutdown()
@@ -139,11 +138,11 @@ async def _async_options_updated(hass: HomeAssistant, entry: IngestorConfigEntry
 @callback
 def _async_check_health(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
     """Turn writer problems into a reauth flow or a repair issue, and clear them when fixed."""
-    problems = entry.runtime_data.ingestion.stats.problems
-    if "invalid_auth" in problems:
+    stats = entry.runtime_data.ingestion.stats
+    if "invalid_auth" in stats.problems:
         entry.async_start_reauth(hass)
     issue_id = f"database_missing_{entry.entry_id}"
-    if "database_not_found" in problems:
+    if stats.missing_databases:
         ir.async_create_issue(
             hass,
             DOMAIN,
@@ -151,7 +150,21 @@ def _async_check_health(hass: HomeAssistant, entry: IngestorConfigEntry) -> None
             is_fixable=False,
             severity=ir.IssueSeverity.ERROR,
             translation_key="database_missing",
-            translation_placeholders={"database": entry.runtime_data.client.database},
+            translation_placeholders={"database": ", ".join(stats.missing_databases)},
         )
     else:
         ir.async_delete_issue(hass, DOMAIN, issue_id)
+    damaged_id = f"spool_damaged_{entry.entry_id}"
+    if stats.damaged_points:
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            damaged_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="spool_damaged",
+            translation_placeholders={
+                "points": str(stats.damaged_points),
+                "path": str(entry.runtime_data.storage_dir),
+            },
+        )

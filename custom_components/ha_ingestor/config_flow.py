@@ -51,6 +51,7 @@ from .const import (
     CONF_MAX_ERROR_RATE,
     CONF_MEASUREMENT_ATTR,
     CONF_MIGRATION_WINDOW_HOURS,
+    CONF_OPTIMIZED_DATABASE,
     CONF_ORGANIZATION,
     CONF_OVERRIDE_MEASUREMENT,
     CONF_PASSWORD,
@@ -377,6 +378,10 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             )
                         ),
                         vol.Optional(
+                            CONF_OPTIMIZED_DATABASE,
+                            description=suggested(ingestion, CONF_OPTIMIZED_DATABASE),
+                        ): _TEXT,
+                        vol.Optional(
                             CONF_ATTRIBUTE_ALLOWLIST,
                             description=suggested(
                                 ingestion,
@@ -489,6 +494,11 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
         except ConfigError:
             # NaN slips through the number selectors; the model's checks catch it.
             errors[SECTION_MIGRATION] = "invalid_threshold"
+    optimized_database = (ingestion.get(CONF_OPTIMIZED_DATABASE) or "").strip()
+    if optimized_database:
+        ingestion[CONF_OPTIMIZED_DATABASE] = optimized_database
+    else:
+        ingestion.pop(CONF_OPTIMIZED_DATABASE, None)
     target = (migration.get(CONF_TARGET_DATABASE) or "").strip()
     if target:
         migration[CONF_TARGET_DATABASE] = target

@@ -26,6 +26,9 @@ CONF_IGNORE_ATTRIBUTES: Final = "ignore_attributes"
 
 # Ingestion options.
 CONF_WRITE_MODE: Final = "write_mode"
+# Where the optimized layout is recorded (empty: the connection's database); a completed
+# migration sets it to the database it migrated into.
+CONF_OPTIMIZED_DATABASE: Final = "optimized_database"
 CONF_ATTRIBUTE_ALLOWLIST: Final = "attribute_allowlist"
 CONF_INCLUDE_ENTITIES: Final = "include_entities"
 CONF_EXCLUDE_ENTITIES: Final = "exclude_entities"

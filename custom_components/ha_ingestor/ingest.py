@@ -6,9 +6,12 @@ writers turn states into points and line protocol in the executor, and do everyt
 wait or fail (batching, retries, the spool).
 """
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 import functools
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from .const import (
     CONF_INCLUDE_DOMAINS,
     CONF_INCLUDE_ENTITIES,
     CONF_INCLUDE_GLOBS,
+    CONF_OPTIMIZED_DATABASE,
     CONF_WRITE_MODE,
     DOMAIN,
     SECTION_INGESTION,
@@ -41,10 +45,11 @@ from .const import (
 from .influx import InfluxClient
 from .legacy_layout import LegacyLayout, LegacyOptions
 from .line_protocol import Point
+from .migration_ledger import Layout, Recording
 from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
 from .retry import RetryPolicy
 from .spool import DeadLetterFile, Spool
-from .writer import PointWriter, ToPoint, WriterStats
+from .writer import PointWriter, ServerProblem, ToPoint, WriterStats
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -148,10 +153,41 @@ class IngestStats:
     last_error: str | None
     spool_error: str | None
     problems: tuple[str, ...]
+    # Databases some writer finds missing (a repair issue names them).
+    missing_databases: tuple[str, ...] = ()
+    # Points of damaged spool segments moved aside unreplayed.
+    damaged_points: int = 0
+
+
+SPOOL_PREFIX = "spool-"
+# Written into every spool directory: which layout and database its points are for, so a
+# spool left behind (after a switchover, a reconfiguration, a crash) is replayed into the
+# right place.
+SPOOL_TARGET_FILE = "target.json"
+
+
+def spool_directory_name(recording: Recording) -> str:
+    """The spool directory of one recording (readable, and unambiguous for odd names)."""
+    safe = _safe(recording.database)
+    if safe != recording.database:
+        digest = hashlib.blake2b(recording.database.encode(), digest_size=4).hexdigest()
+        safe = f"{safe}-{digest}"
+    return f"{SPOOL_PREFIX}{recording.layout}-{safe}"
+
+
+def _state_change_time(change: StateChange) -> int:
+    # Microseconds, as the layouts' datetime keeps them.
+    return int(change[1] * 1_000_000) * 1000
 
 
 class Ingestion:
-    """Owns the live writers of one config entry and the event-bus listener feeding them."""
+    """Owns the live writers of one config entry and the event-bus listener feeding them.
+
+    Each writer records one layout into one database (a :class:`Recording`). A writer that is
+    no longer wanted is retired, not stopped: it takes no new points and keeps delivering
+    what it holds, its spool included, until it is empty. Spools left on disk by earlier runs
+    are found at start and replayed the same way, whatever database they are for.
+    """
 
     def __init__(
         self,
@@ -167,6 +203,7 @@ class Ingestion:
         self._signal = signal
         ingestion = options.get(SECTION_INGESTION, {})
         self.mode = WriteMode(ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY))
+        self._optimized_database = ingestion.get(CONF_OPTIMIZED_DATABASE) or client.database
         self.legacy_layout = LegacyLayout(legacy_options(options))
         self._area_of = area_lookup(hass)
         self.optimized_layout = OptimizedLayout(optimized_options(options), self._area_of)
@@ -182,24 +219,47 @@ class Ingestion:
         # registries change.
         self._entities: dict[str, tuple[bool, str | None]] = {}
         self.dead_letters = DeadLetterFile(storage_dir / "dead_letter.jsonl")
-        self._writers: dict[str, PointWriter[StateChange]] = {}
-        self._legacy: PointWriter[StateChange] | None = None
-        self._optimized: PointWriter[StateChange] | None = None
+        self._active: dict[Recording, PointWriter[StateChange]] = {}
+        self._retired: dict[Recording, PointWriter[StateChange]] = {}
+        # The active writers, for the listener (a tuple is the cheapest to walk).
+        self._targets: tuple[PointWriter[StateChange], ...] = ()
+        self._watchers: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
         self._entity_registry = er.async_get(hass)
 
     @property
-    def writers(self) -> dict[str, PointWriter[StateChange]]:
-        """Running writers, keyed "layout:database"."""
-        return dict(self._writers)
-
-    async def async_start(self) -> None:
-        """Start the writers the write mode asks for and listen to state changes."""
-        database = self._client.database
+    def configured_recordings(self) -> frozenset[Recording]:
+        """What the options ask to record when no migration says otherwise."""
+        wanted = set()
         if self.mode in (WriteMode.LEGACY, WriteMode.BOTH):
-            self._legacy = self._writer(database, "legacy")
+            wanted.add(Recording(Layout.LEGACY, self._client.database))
         if self.mode in (WriteMode.OPTIMIZED, WriteMode.BOTH):
-            self._optimized = self._writer(database, "optimized")
+            wanted.add(Recording(Layout.OPTIMIZED, self._optimized_database))
+        return frozenset(wanted)
+
+    @property
+    def recordings(self) -> frozenset[Recording]:
+        """What is being recorded now."""
+        return frozenset(self._active)
+
+    @property
+    def writers(self) -> dict[str, PointWriter[StateChange]]:
+        """Every writer, keyed "layout:database" (retired ones marked so)."""
+        found = {f"{r.layout}:{r.database}": w for r, w in sorted(self._active.items())}
+        found |= {f"{r.layout}:{r.database} (retired)": w for r, w in sorted(self._retired.items())}
+        return found
+
+    async def async_start(self, recordings: Iterable[Recording] | None = None) -> None:
+        """Start the writers (the configured ones unless told) and listen to state changes.
+
+        Spools on disk that none of them owns get a retired writer that replays them.
+        """
+        wanted = self.configured_recordings if recordings is None else frozenset(recordings)
+        await self.async_set_recordings(wanted)
+        for recording in await self._async_leftover_spools():
+            if recording not in self._active and recording not in self._retired:
+                writer = await self._writer(recording)
+                self._retire(recording, writer)
         bus = self._hass.bus
         self._unsubscribe = [
             bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._async_entity_updated),
@@ -213,87 +273,143 @@ class Ingestion:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        writers = list(self._writers.values())
-        self._writers.clear()
-        self._legacy = self._optimized = None
+        for watcher in self._watchers:
+            watcher.cancel()
+        self._watchers.clear()
+        writers = [*self._active.values(), *self._retired.values()]
+        self._active.clear()
+        self._retired.clear()
+        self._targets = ()
         for writer in writers:
             await writer.stop(flush=True)
 
-    async def async_set_layouts(
-        self, *, legacy: bool, optimized: bool, optimized_database: str | None = None
-    ) -> None:
-        """Switch layouts on or off at run time (dual-write, switchover, rollback)."""
-        database = self._client.database
-        target = optimized_database or database
-        if legacy and self._legacy is None:
-            self._legacy = self._writer(database, "legacy")
-        elif not legacy and self._legacy is not None:
-            writer, self._legacy = self._legacy, None
-            await self._retire(writer)
-        previous = self._optimized
-        if previous is not None and optimized and previous.database == target:
-            return
-        # Start the new writer before retiring the old one, so no event falls in between.
-        self._optimized = self._writer(target, "optimized") if optimized else None
-        if previous is not None:
-            await self._retire(previous)
+    async def async_set_recordings(self, wanted: Iterable[Recording]) -> None:
+        """Record exactly these layouts and databases from now on (dual-write, switchover,
+        rollback): new writers start before unwanted ones retire, so no event falls between."""
+        wanted = frozenset(wanted)
+        for recording in sorted(wanted - self._active.keys()):
+            retired = self._retired.pop(recording, None)
+            if retired is not None and retired.reactivate():
+                self._active[recording] = retired
+            else:
+                self._active[recording] = await self._writer(recording)
+        self._targets = tuple(self._active[r] for r in sorted(wanted))
+        for recording in sorted(self._active.keys() - wanted):
+            self._retire(recording, self._active.pop(recording))
+        self._stats_changed(None)
 
-    @property
-    def writes_legacy(self) -> bool:
-        """Whether state changes are being written in the legacy layout."""
-        return self._legacy is not None
+    async def async_flushed(self, recording: Recording, before_ns: int) -> None:
+        """Return once no writer of ``recording`` holds a point older than ``before_ns``.
 
-    @property
-    def optimized_database(self) -> str | None:
-        """Where optimized points go, or None when the optimized layout is off."""
-        return self._optimized.database if self._optimized else None
+        While InfluxDB is down this waits: what the writers hold is not in the database yet.
+        """
+        writers = [
+            writer
+            for found in (self._active, self._retired)
+            if (writer := found.get(recording)) is not None
+        ]
+        await asyncio.gather(*(writer.flushed(before_ns) for writer in writers))
+
+    async def async_drained(self, recording: Recording, within: float) -> bool:
+        """Wait up to ``within`` s for a retired writer to deliver all it held; whether it did."""
+        writer = self._retired.get(recording)
+        if writer is None:
+            return True
+        try:
+            async with asyncio.timeout(within):
+                await writer.wait_finished()
+        except TimeoutError:
+            return False
+        return True
+
+    async def async_discard(self, database: str) -> int:
+        """Throw away what retired writers hold for a database that is gone; how many points."""
+        discarded = 0
+        for recording in [r for r in self._retired if r.database == database]:
+            writer = self._retired.pop(recording)
+            discarded += await writer.discard()
+        self._stats_changed(None)
+        return discarded
 
     @property
     def stats(self) -> IngestStats:
-        """All writers' figures combined."""
-        stats = [writer.stats for writer in self._writers.values()]
+        """All writers' figures combined, retired ones included."""
+        everyone = {**self._retired, **self._active}
+        stats = {recording: writer.stats for recording, writer in everyone.items()}
+        values = stats.values()
         return IngestStats(
-            connected=all(s.connected for s in stats),
-            queue_depth=sum(s.queue_depth for s in stats),
-            spooled_points=sum(s.spooled_points for s in stats),
+            connected=all(s.connected for s in values),
+            queue_depth=sum(s.queue_depth for s in values),
+            spooled_points=sum(s.spooled_points for s in values),
             dead_letter_count=self.dead_letters.count,
-            points_written=sum(s.points_written for s in stats),
-            points_dropped=sum(s.points_dropped for s in stats),
-            last_error=next((s.last_error for s in stats if s.last_error), None),
-            spool_error=next((s.spool_error for s in stats if s.spool_error), None),
-            problems=tuple(sorted({s.problem.value for s in stats if s.problem})),
+            points_written=sum(s.points_written for s in values),
+            points_dropped=sum(s.points_dropped for s in values),
+            last_error=next((s.last_error for s in values if s.last_error), None),
+            spool_error=next((s.spool_error for s in values if s.spool_error), None),
+            problems=tuple(
+                sorted(
+                    {s.problem.value for s in values if s.problem}
+                    | ({"spool_damaged"} if any(s.damaged_points for s in values) else set())
+                )
+            ),
+            missing_databases=tuple(
+                sorted(
+                    {
+                        recording.database
+                        for recording, s in stats.items()
+                        if s.problem is ServerProblem.DATABASE_NOT_FOUND
+                    }
+                )
+            ),
+            damaged_points=sum(s.damaged_points for s in values),
         )
 
-    def _writer(self, database: str, layout: str) -> PointWriter[StateChange]:
-        key = f"{layout}:{database}"
+    async def _writer(self, recording: Recording) -> PointWriter[StateChange]:
         to_point = (
             legacy_converter(self.legacy_layout)
-            if layout == "legacy"
+            if recording.layout is Layout.LEGACY
             else optimized_converter(self.optimized_layout.options)
         )
+        directory = self._storage_dir / spool_directory_name(recording)
+        await self._hass.async_add_executor_job(_claim_spool, directory, recording)
         writer = PointWriter(
-            functools.partial(self._client.write, database=database),
-            Spool(self._storage_dir / f"spool-{layout}-{_safe(database)}"),
+            functools.partial(self._client.write, database=recording.database),
+            Spool(directory),
             self.dead_letters,
-            database=database,
+            database=recording.database,
             batch_size=LIVE_BATCH_SIZE,
             retry=LIVE_RETRY,
             on_change=self._stats_changed,
             to_point=to_point,
+            time_of=_state_change_time,
         )
-        self._writers[key] = writer
         writer.start()
         return writer
 
-    async def _retire(self, writer: PointWriter[StateChange]) -> None:
-        for key, running in list(self._writers.items()):
-            if running is writer:
-                del self._writers[key]
-        await writer.stop(flush=True)
-        self._stats_changed(writer.stats)
+    def _retire(self, recording: Recording, writer: PointWriter[StateChange]) -> None:
+        """Let a writer deliver what it holds, then forget it."""
+        writer.retire()
+        self._retired[recording] = writer
+
+        async def forget_when_done() -> None:
+            await writer.wait_finished()
+            if self._retired.get(recording) is writer:
+                del self._retired[recording]
+                self._stats_changed(None)
+
+        watcher = self._hass.async_create_background_task(
+            forget_when_done(), f"{DOMAIN} retired writer {recording.layout}:{recording.database}"
+        )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _async_leftover_spools(self) -> list[Recording]:
+        """Recordings of the spool directories on disk that still hold points."""
+        known = {self._client.database, self._optimized_database}
+        return await self._hass.async_add_executor_job(_leftover_spools, self._storage_dir, known)
 
     @callback
-    def _stats_changed(self, _stats: WriterStats) -> None:
+    def _stats_changed(self, _stats: WriterStats | None) -> None:
         async_dispatcher_send(self._hass, self._signal)
 
     @callback
@@ -310,10 +426,8 @@ class Ingestion:
         if not recorded:
             return
         change = (state, event.time_fired_timestamp, area)
-        if self._legacy is not None:
-            self._legacy.enqueue(change)
-        if self._optimized is not None:
-            self._optimized.enqueue(change)
+        for writer in self._targets:
+            writer.enqueue(change)
 
     def _look_up(self, entity_id: str) -> tuple[bool, str | None]:
         """Whether an entity's state changes are recorded, and its area."""
@@ -345,3 +459,68 @@ class Ingestion:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "_"
+
+
+def _claim_spool(directory: Path, recording: Recording) -> None:
+    """Create a spool directory that says what it is for (runs in the executor)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / SPOOL_TARGET_FILE
+    content = json.dumps(recording.as_dict())
+    if not marker.exists() or marker.read_text(encoding="utf-8") != content:
+        marker.write_text(content, encoding="utf-8")
+
+
+def _leftover_spools(storage_dir: Path, known_databases: set[str]) -> list[Recording]:
+    """The recordings of spool directories holding segments (runs in the executor).
+
+    A directory of an earlier version has no target file; its name gives the layout and,
+    matched against the databases the entry knows, the database.
+    """
+    found: list[Recording] = []
+    if not storage_dir.is_dir():
+        return found
+    for directory in sorted(storage_dir.glob(f"{SPOOL_PREFIX}*")):
+        if not directory.is_dir() or not any(directory.glob("*.lp")):
+            continue
+        recording = _spool_recording(directory, known_databases)
+        if recording is None:
+            _LOGGER.warning("Spool folder %s is not one of ours; it is left alone", directory)
+            continue
+        expected = storage_dir / spool_directory_name(recording)
+        if expected != directory:
+            # A folder named the way an earlier version named it.
+            if expected.exists():
+                _LOGGER.warning(
+                    "Spool folder %s holds points for %s, and so does %s; replay it by moving "
+                    "its .lp files there",
+                    directory,
+                    recording.database,
+                    expected,
+                )
+                continue
+            directory.rename(expected)
+        found.append(recording)
+    return found
+
+
+def _spool_recording(directory: Path, known_databases: set[str]) -> Recording | None:
+    marker = directory / SPOOL_TARGET_FILE
+    try:
+        return Recording.from_dict(json.loads(marker.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        _LOGGER.warning("Cannot read %s (%s); guessing from the folder name", marker, err)
+    layout_name, _, rest = directory.name.removeprefix(SPOOL_PREFIX).partition("-")
+    try:
+        layout = Layout(layout_name)
+    except ValueError:
+        return None
+    for database in sorted(known_databases):
+        recording = Recording(layout, database)
+        if directory.name in (
+            spool_directory_name(recording),
+            f"{SPOOL_PREFIX}{layout}-{_safe(database)}",
+        ):
+            return recording
+    return Recording(layout, rest) if rest else None

@@ -109,3 +109,47 @@ def encode_batch(points: Iterable[Point]) -> bytes:
     """Encode points as one write body; points with nothing writable are skipped."""
     lines = [line for point in points if (line := encode(point)) is not None]
     return "\n".join(lines).encode()
+
+
+# A line as line_protocol.encode writes it: the series key (no unescaped space), the fields,
+# the timestamp. Names never hold a line break; only a quoted string field value can, and its
+# quotes and backslashes are escaped.
+_NAME_CHAR = rb"(?:[^ \\\n]|\\.)"
+_FIELD_KEY = rb"(?:[^=, \\\n]|\\.)+"
+_FIELD_VALUE = rb'(?:"(?:[^"\\]|\\.)*"|[^," \n]+)'
+_FIELD = _FIELD_KEY + rb"=" + _FIELD_VALUE
+_LINE = re.compile(
+    _NAME_CHAR + rb"+ " + _FIELD + rb"(?:," + _FIELD + rb")*(?: -?\d+)?(?=\n|\Z)", re.DOTALL
+)
+
+
+def split_lines(body: bytes) -> list[bytes]:
+    """Split a write body into its lines (a string field value may itself hold line breaks)."""
+    if b'"' not in body:
+        return [line for line in body.split(b"\n") if line]
+    lines = []
+    position = 0
+    while position < len(body):
+        if match := _LINE.match(body, position):
+            end = match.end()
+        elif (end := body.find(b"\n", position)) < 0:
+            end = len(body)
+        if end > position:
+            lines.append(body[position:end])
+        position = end + 1
+    return lines
+
+
+_TAG_SEPARATOR = re.compile(r"(?<!\\),")
+
+
+def tag_value(line: str, key: str) -> str | None:
+    """The value of one tag in an encoded line (unescaped), or None when it has none."""
+    series = re.match(r"(?:[^ \\]|\\.)*", line)
+    if series is None:
+        return None
+    wanted = key.translate(_KEY_ESCAPES) + "="
+    for part in _TAG_SEPARATOR.split(series.group(0))[1:]:
+        if part.startswith(wanted):
+            return re.sub(r"\\([, =])", r"\1", part[len(wanted) :])
+    return None

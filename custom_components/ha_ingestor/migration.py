@@ -1,16 +1,24 @@
 """Runs a migration inside Home Assistant: phases, persistence, audit, events, repair issues.
 
-The work itself (discovery, backfill, validation, rollback, cleanup) lives in the hass-free
-``migration_engine``; the rules (phases, thresholds, arithmetic) in ``migration_model``.
-This module drives them, keeps the state in HA's ``Store`` so a restart resumes where it
-stopped, and tells users what happens through entities, bus events and repair issues.
+The work itself (discovery, backfill, validation, deletions) lives in the hass-free
+``migration_engine``; the rules (phases, thresholds, arithmetic) in ``migration_model``, and
+what every destructive step may touch in ``migration_ledger``. This module drives them, keeps
+the state in HA's ``Store`` so a restart resumes where it stopped, and tells users what happens
+through entities, bus events and repair issues.
+
+What is recorded live follows the phase. From the cutover until the cleanup has finished, both
+layouts are recorded (on top of what the options ask for), so a rollback at any point before
+the cleanup loses nothing: the legacy layout holds every state change. Only a completed
+migration stops recording the legacy layout.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+import copy
 from datetime import datetime, timedelta
 import logging
 from pathlib import Path
+import shutil
 import time
 from typing import Any
 
@@ -18,24 +26,33 @@ import aiofiles
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, ServiceResponse, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
 from . import migration_engine as engine
-from .const import CONF_TARGET_DATABASE, DOMAIN, SECTION_MIGRATION
+from .const import (
+    CONF_OPTIMIZED_DATABASE,
+    CONF_TARGET_DATABASE,
+    CONF_WRITE_MODE,
+    DOMAIN,
+    SECTION_INGESTION,
+    SECTION_MIGRATION,
+    WriteMode,
+)
 from .influx import CannotConnect, InfluxClient, InfluxError
 from .ingest import Ingestion, area_lookup, legacy_options, optimized_options
+from .migration_ledger import Layout, MigrationLedger, Recording
 from .migration_model import (
-    ConfigError,
     MigrationConfig,
     MigrationState,
     Phase,
     Strategy,
     ThroughputWindow,
     can_start_migration,
+    datetime_to_ns,
     error_rate,
     eta,
     plan,
@@ -51,10 +68,37 @@ STORE_VERSION = 1
 EVENT_MIGRATION = f"{DOMAIN}_migration_event"
 AUDIT_FILE = "audit.jsonl"
 
-# Phases after the cutover and before the switchover: both layouts are written.
-_DUAL_WRITE_PHASES = frozenset({Phase.DUAL_WRITE, Phase.BACKFILL, Phase.VALIDATION})
-# After the switchover the optimized layout is the only one written.
-_SWITCHED_PHASES = frozenset({Phase.SWITCHOVER, Phase.CLEANUP, Phase.COMPLETE})
+# From the cutover until the cleanup has finished, both layouts are recorded.
+_BOTH_LAYOUT_PHASES = frozenset(
+    {Phase.DUAL_WRITE, Phase.BACKFILL, Phase.VALIDATION, Phase.SWITCHOVER, Phase.CLEANUP}
+)
+# How long a rollback waits for the retired optimized writer to deliver what it held, so its
+# points are removed too (the server is up: it answered a ping just before).
+_DRAIN_SECONDS = 30.0
+# Live points of the dual-write period are removed up to this long after the rollback.
+_LIVE_MARGIN = timedelta(minutes=1)
+# A rollback's removal that failed is retried in the background, this often at most.
+_REMOVAL_RETRY_SECONDS = 60.0
+
+_ISSUES = (
+    "migration_paused",
+    "migration_rolled_back",
+    "migration_failed",
+    "cleanup_paused",
+    "rollback_incomplete",
+)
+
+
+def _parse_record(data: Any) -> tuple[MigrationState, str | None, datetime | None]:
+    """The migration state, target database and cleanup time of a stored record."""
+    if not isinstance(data, Mapping) or "state" not in data:
+        raise TypeError("the record holds no migration state")
+    state = MigrationState.from_dict(data["state"])
+    target = data.get("target_database")
+    if target is not None and not isinstance(target, str):
+        raise TypeError("target_database is not text")
+    due = data.get("cleanup_due")
+    return state, target, dt_util.parse_datetime(due) if due else None
 
 
 class MigrationController:
@@ -82,16 +126,22 @@ class MigrationController:
         self.state: MigrationState | None = None
         self.target_database: str | None = None
         self._cleanup_due: datetime | None = None
+        self._cleanup_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._removal: asyncio.Task[None] | None = None
         self._throughput = ThroughputWindow()
         self._points_per_second: float | None = None
         self._last_error: str | None = None
         # False while a running backfill cannot reach InfluxDB (it waits for it).
         self.server_reachable = True
-        # What preparation discovered; after a restart the backfill discovers it again.
-        self._source: engine.DiscoveredSource | None = None
 
-    # What the entities show.
+    # What the entities show. A rolled-back run's figures describe data that is gone, so
+    # after a rollback they read as before any migration.
+
+    @property
+    def _run(self) -> MigrationState | None:
+        state = self.state
+        return None if state is None or state.phase is Phase.ROLLED_BACK else state
 
     @property
     def phase(self) -> Phase:
@@ -104,51 +154,73 @@ class MigrationController:
         return self.state is not None and self.state.is_running
 
     @property
-    def progress(self) -> float | None:
-        """Percent done, or None before any migration."""
-        return round(progress_percent(self.state), 2) if self.state else None
+    def progress(self) -> float:
+        """Percent done (0 without a migration)."""
+        return round(progress_percent(self._run), 2) if self._run else 0.0
 
     @property
-    def records_migrated(self) -> int | None:
+    def records_migrated(self) -> int:
         """Points written to the optimized layout by the backfill."""
-        return self.state.records_migrated if self.state else None
+        return self._run.records_migrated if self._run else 0
 
     @property
-    def records_failed(self) -> int | None:
+    def records_failed(self) -> int:
         """Points the server refused (they are in the dead-letter file)."""
-        return self.state.records_failed if self.state else None
+        return self._run.records_failed if self._run else 0
 
     @property
-    def error_rate_percent(self) -> float | None:
+    def error_rate_percent(self) -> float:
         """Failed share of processed points, in percent."""
-        return round(error_rate(self.state) * 100, 4) if self.state else None
+        return round(error_rate(self._run) * 100, 4) if self._run else 0.0
 
     @property
     def integrity_percent(self) -> float | None:
-        """Share of compared points that match exactly, after validation."""
-        if self.state is None or self.state.validation is None:
+        """Share of compared points that match exactly, after a validation."""
+        run = self._run
+        if run is None or run.validation is None:
             return None
-        return round(self.state.validation.integrity_score * 100, 4)
+        return round(run.validation.integrity_score * 100, 4)
 
     @property
     def throughput(self) -> float | None:
         """Backfill points per second over the last minute."""
-        return round(self._points_per_second, 1) if self._points_per_second is not None else None
+        if self._run is None or self._points_per_second is None:
+            return None
+        return round(self._points_per_second, 1)
 
     @property
     def eta(self) -> datetime | None:
         """When the backfill should finish at the current throughput."""
-        if self.state is None:
+        if self._run is None:
             return None
-        return eta(self.state, self._points_per_second, dt_util.utcnow())
+        return eta(self._run, self._points_per_second, dt_util.utcnow())
 
     @property
     def query_time_improvement(self) -> float | None:
         """Measured speed-up of the dashboard queries, in percent of the legacy time."""
-        if self.state is None or self.state.validation is None:
+        run = self._run
+        if run is None or run.validation is None:
             return None
-        improvement = self.state.validation.query_time_improvement_percent
+        improvement = run.validation.query_time_improvement_percent
         return round(improvement, 2) if improvement is not None else None
+
+    @property
+    def wanted_recordings(self) -> frozenset[Recording]:
+        """What the live writers must record in the current phase."""
+        configured = self._ingestion.configured_recordings
+        state = self.state
+        if state is None or state.ledger is None:
+            return configured
+        ledger = state.ledger
+        phase = state.recording_phase
+        if phase in _BOTH_LAYOUT_PHASES:
+            return configured | {
+                Recording(Layout.LEGACY, ledger.source_database),
+                Recording(Layout.OPTIMIZED, ledger.target_database),
+            }
+        if phase is Phase.COMPLETE and not ledger.options_applied:
+            return frozenset({Recording(Layout.OPTIMIZED, ledger.target_database)})
+        return configured
 
     def default_config(self) -> MigrationConfig:
         """The migration options of the entry, before per-call overrides."""
@@ -168,53 +240,87 @@ class MigrationController:
     # Lifecycle.
 
     async def async_load(self) -> None:
-        """Restore the last migration from storage."""
-        data = await self._store.async_load()
-        if not data or "state" not in data:
-            return
+        """Restore the last migration from storage; a record that does not parse is set aside."""
+        # Whatever is in the file, recording must start: a record that does not load or parse
+        # is kept aside for the user.
         try:
-            self.state = MigrationState.from_dict(data["state"])
-        except (ConfigError, KeyError, ValueError, TypeError) as err:
-            _LOGGER.error("Stored migration state is unreadable and was ignored: %s", err)
+            data = await self._store.async_load()
+            if not data:
+                return
+            state, target, cleanup_due = _parse_record(data)
+        except Exception as err:
+            await self._async_set_aside(err)
             return
-        self.target_database = data.get("target_database")
-        due = data.get("cleanup_due")
-        self._cleanup_due = dt_util.parse_datetime(due) if due else None
+        self.state = state
+        self.target_database = target
+        self._cleanup_due = cleanup_due
+        if state.ledger is None and state.phase is not Phase.IDLE:
+            # Saved by a version without a ledger: nothing is known about what the target
+            # held, so nothing in it is ever deleted (see MigrationLedger.protected_spans).
+            state.ledger = MigrationLedger(
+                source_database=self._client.database,
+                target_database=target or self._client.database,
+                recorded_before=tuple(sorted(self._ingestion.configured_recordings)),
+            )
+
+    async def _async_set_aside(self, err: Exception) -> None:
+        """Keep an unreadable migration record for the user, and start without it."""
+        stamp = dt_util.utcnow().strftime("%Y%m%dT%H%M%S")
+        kept = self._storage_dir / f"unreadable_migration_state_{stamp}.json"
+        source = Path(self._store.path)
+
+        def copy_aside() -> None:
+            self._storage_dir.mkdir(parents=True, exist_ok=True)
+            if source.exists():
+                shutil.copyfile(source, kept)
+
+        try:
+            await self.hass.async_add_executor_job(copy_aside)
+            await self._store.async_remove()
+        except OSError as copy_err:
+            _LOGGER.error("Cannot set the unreadable migration record aside: %s", copy_err)
+        _LOGGER.error(
+            "The stored migration state of %s cannot be read (%s); it was kept as %s and "
+            "recording starts without it",
+            self._entry.title,
+            err,
+            kept,
+        )
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            f"migration_state_unreadable_{self._entry.entry_id}",
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="migration_state_unreadable",
+            translation_placeholders={"error": str(err), "path": str(kept)},
+        )
 
     @callback
     def async_resume_after_restart(self) -> None:
         """Continue a migration that was running when Home Assistant stopped."""
-        if self.state is not None and self.state.is_running:
-            _LOGGER.info(
-                "Resuming migration %s in phase %s", self.state.migration_id, self.state.phase
-            )
+        state = self.state
+        if state is None:
+            return
+        if state.is_running:
+            _LOGGER.info("Resuming migration %s in phase %s", state.migration_id, state.phase)
             self._start_task()
+        elif state.ledger is not None and state.ledger.removal_pending:
+            self._start_removal()
 
     async def async_shutdown(self) -> None:
         """Stop the task; the state saved at the last checkpoint is where it resumes."""
         await self._cancel_task()
+        removal, self._removal = self._removal, None
+        if removal is not None and not removal.done():
+            removal.cancel()
+            await asyncio.gather(removal, return_exceptions=True)
         if self.state is not None:
             await self._async_save()
 
     async def async_apply_layouts(self) -> None:
-        """Write the layouts the current phase needs (both during dual-write, …)."""
-        state = self.state
-        phase = self.phase
-        if state is not None and phase is Phase.PAUSED and state.phase_before_pause:
-            phase = state.phase_before_pause
-        if phase in _DUAL_WRITE_PHASES:
-            await self._ingestion.async_set_layouts(
-                legacy=True, optimized=True, optimized_database=self.target_database
-            )
-        elif phase in _SWITCHED_PHASES:
-            await self._ingestion.async_set_layouts(
-                legacy=False, optimized=True, optimized_database=self.target_database
-            )
-        else:
-            await self._ingestion.async_set_layouts(
-                legacy=self._ingestion.mode.value in ("legacy", "both"),
-                optimized=self._ingestion.mode.value in ("optimized", "both"),
-            )
+        """Record the layouts the current phase needs."""
+        await self._ingestion.async_set_recordings(self.wanted_recordings)
 
     # Service actions.
 
@@ -226,30 +332,38 @@ class MigrationController:
                 translation_key="migration_already_running",
                 translation_placeholders={"phase": self.state.phase.value},
             )
+        target = self._target_for(config.strategy)
         if config.dry_run:
             summary = await self._guard(
                 engine.discover(self._client, self._client.database, config)
             )
             return {
                 "dry_run": True,
-                "target_database": self._target_for(config.strategy),
+                "target_database": target,
                 **plan(config, summary, points_per_second=self._points_per_second).as_dict(),
+                "separate_target": target != self._client.database,
             }
         now = dt_util.utcnow()
-        self.state = start_migration(config, migration_id=ulid_util.ulid_now(), now=now)
-        self.target_database = self._target_for(config.strategy)
+        state = start_migration(config, migration_id=ulid_util.ulid_now(), now=now)
+        state.ledger = MigrationLedger(
+            source_database=self._client.database,
+            target_database=target,
+            recorded_before=tuple(sorted(self._ingestion.recordings)),
+        )
+        self.state = state
+        self.target_database = target
         self._cleanup_due = None
         self._points_per_second = None
         self._throughput = ThroughputWindow()
-        for issue in ("migration_paused", "migration_rolled_back"):
+        for issue in _ISSUES:
             ir.async_delete_issue(self.hass, DOMAIN, f"{issue}_{self._entry.entry_id}")
         await self._async_record("started", Phase.IDLE, Phase.PREPARATION, "started")
         self._start_task()
         return {
-            "migration_id": self.state.migration_id,
+            "migration_id": state.migration_id,
             "strategy": config.strategy.value,
-            "phase": self.state.phase.value,
-            "target_database": self.target_database,
+            "phase": state.phase.value,
+            "target_database": target,
         }
 
     async def async_pause(self) -> ServiceResponse:
@@ -274,33 +388,71 @@ class MigrationController:
                 translation_key="migration_not_paused",
                 translation_placeholders={"phase": state.phase.value},
             )
-        ir.async_delete_issue(self.hass, DOMAIN, f"migration_paused_{self._entry.entry_id}")
+        for issue in ("migration_paused", "cleanup_paused"):
+            ir.async_delete_issue(self.hass, DOMAIN, f"{issue}_{self._entry.entry_id}")
         await self._async_transition(state.phase_before_pause, "resumed by the user")
         self._start_task()
         return {"phase": self.phase.value}
 
     async def async_rollback(self, *, reason: str, keep_target: bool) -> ServiceResponse:
-        """Undo the migration: legacy writes continue, migrated data is removed (unless kept)."""
+        """Undo the migration: recording goes back to what it was, migrated data is removed.
+
+        A rollback already recorded whose removal is unfinished is finished instead. Refused
+        once the cleanup has deleted legacy history: the optimized layout is then the only
+        copy of it.
+        """
         state = self._require_state()
+        ledger = state.ledger
+        if state.phase is Phase.ROLLED_BACK and ledger is not None and ledger.removal_pending:
+            removed = await self._async_remove_or_raise()
+            return {"phase": self.phase.value, "points_removed": removed, "reason": reason}
         if not (state.is_active or state.phase is Phase.FAILED):
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
                 translation_key="migration_not_rollbackable",
                 translation_placeholders={"phase": state.phase.value},
             )
+        if ledger is not None and ledger.cleaned_entities:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="rollback_after_cleanup",
+                translation_placeholders={
+                    "entities": str(ledger.cleaned_entities),
+                    "database": ledger.target_database,
+                },
+            )
+        if not keep_target:
+            # Removing what the migration wrote needs the server; find out before anything
+            # changes, so a refused rollback leaves the migration as it was.
+            await self._guard(self._client.ping())
         await self._cancel_task()
         removed = await self._async_rollback(reason, keep_target=keep_target, automatic=False)
-        return {"phase": self.phase.value, "removed": removed, "reason": reason}
+        return {
+            "phase": self.phase.value,
+            "points_removed": removed,
+            "kept_target_data": keep_target,
+            "reason": reason,
+        }
 
     async def async_validate(self) -> ServiceResponse:
-        """Compare both layouts now and store the result."""
+        """Compare both layouts now and store the result (only once the backfill is done)."""
         state = self._require_state()
-        result = await self._guard(self._validator().run())
-        state.validation = result
+        if state.phase is Phase.ROLLED_BACK or not state.backfill_done:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="validation_needs_backfill",
+                translation_placeholders={"phase": state.phase.value},
+            )
+        result = await self._guard(self._async_validate_now())
         await self._async_save()
-        await self._audit({"event": "validated", **result.as_dict()})
         self._notify()
-        return result.as_dict()
+        return result
+
+    async def async_run_cleanup_now(self) -> None:
+        """End the cleanup wait now (a cleanup that is not waiting is not affected)."""
+        self._cleanup_due = dt_util.utcnow()
+        self._cleanup_now.set()
+        await self._async_save()
 
     # The run loop.
 
@@ -338,6 +490,11 @@ class MigrationController:
             _LOGGER.exception("Migration step failed")
             if self.state is not None and self.state.is_running:
                 await self._async_transition(Phase.FAILED, f"{type(err).__name__}: {err}")
+                self._raise_issue(
+                    "migration_failed",
+                    ir.IssueSeverity.ERROR,
+                    error=f"{type(err).__name__}: {err}",
+                )
 
     async def _async_next(self, reason: str = "phase finished") -> None:
         state = self._require_state()
@@ -346,37 +503,58 @@ class MigrationController:
 
     async def _async_prepare(self) -> None:
         state = self._require_state()
+        ledger = self._ledger()
         await self._client.ping()
         await self._client.validate()
-        target = self.target_database or self._client.database
+        target = ledger.target_database
         if not await self._client.database_exists(target):
+            # Recorded before it is created: only a database this migration made may be
+            # dropped by its rollback, and one it made must not be left behind.
+            ledger.created_target = True
+            await self._async_save()
             await self._client.create_database(target)
+        # What the target already holds stays out of a rollback's reach: let the live writers
+        # deliver what they hold for it first, then count it.
+        now_ns = datetime_to_ns(dt_util.utcnow())
+        await self._ingestion.async_flushed(Recording(Layout.OPTIMIZED, target), now_ns)
+        ledger.preexisting = await engine.inventory_optimized(
+            self._client, target, before_ns=now_ns
+        )
+        ledger.inventoried_ns = now_ns
         summary = await engine.discover(self._client, self._client.database, state.config)
-        self._source = summary
         state.estimated_total_points = sum(series.point_count for series in summary.series)
+        await self._async_save()
         await self._audit(
             {
                 "event": "discovered",
                 "measurements": sorted({s.measurement for s in summary.series}),
                 "entities": len({s.entity_id for s in summary.series}),
                 "estimated_points": state.estimated_total_points,
+                "target_created": ledger.created_target,
+                "target_entities_before": len(ledger.preexisting),
             }
         )
         await self._async_next("source discovered, target ready")
 
     async def _async_backfill(self) -> None:
         state = self._require_state()
+        ledger = self._ledger()
+        if not state.checkpoints and state.cutover_ns is not None:
+            # Plan only once the legacy writers delivered what they held from before the
+            # cutover (a spool from an outage, say): those points are the backfill's.
+            await self._ingestion.async_flushed(
+                Recording(Layout.LEGACY, ledger.source_database), state.cutover_ns
+            )
         backfill = engine.Backfill(
             self._client,
             state,
             transform=self._transform(),
-            source_database=self._client.database,
-            target_database=self.target_database or self._client.database,
+            source_database=ledger.source_database,
+            target_database=ledger.target_database,
             save=self._async_save_state,
             on_progress=self._progress,
             on_connection=self._backfill_reaches_server,
             dead_letter_path=self._storage_dir / "migration_dead_letter.jsonl",
-            source=self._source,
         )
         try:
             outcome = await backfill.run()
@@ -399,9 +577,9 @@ class MigrationController:
 
     async def _async_validation(self) -> None:
         state = self._require_state()
-        result = await self._validator().run()
-        state.validation = result
-        await self._audit({"event": "validated", **result.as_dict()})
+        await self._async_validate_now()
+        result = state.validation
+        assert result is not None
         if result.integrity_score < 1.0 - state.config.max_error_rate:
             await self._async_auto_pause(
                 f"validation integrity {result.integrity_score:.2%} is too low"
@@ -409,19 +587,93 @@ class MigrationController:
             return
         await self._async_next("validation passed")
 
+    async def _async_validate_now(self) -> dict[str, Any]:
+        """Validate, keep the result, and note in the ledger which entities were proven."""
+        state = self._require_state()
+        ledger = self._ledger()
+        validator = self._validator()
+        result = await validator.run()
+        state.validation = result
+        span = validator.migrated_range()
+        ledger.verified = {
+            entity: span
+            for entity in validator.compared_entities
+            if entity not in result.mismatches and entity not in ledger.dead_lettered
+        }
+        await self._audit(
+            {"event": "validated", "proven_entities": len(ledger.verified), **result.as_dict()}
+        )
+        return result.as_dict()
+
     async def _async_cleanup(self) -> None:
         state = self._require_state()
         if self._cleanup_due is None:
             self._cleanup_due = dt_util.utcnow() + timedelta(hours=state.config.cleanup_delay_hours)
             await self._async_save()
-        delay = (self._cleanup_due - dt_util.utcnow()).total_seconds()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if state.config.delete_legacy_data:
-            deleted = await engine.cleanup_legacy(self._client, state, self._client.database)
-            await self._audit({"event": "legacy_deleted", "series": deleted})
+        self._cleanup_now.clear()
+        while (delay := (self._cleanup_due - dt_util.utcnow()).total_seconds()) > 0:
+            try:
+                async with asyncio.timeout(delay):
+                    await self._cleanup_now.wait()
+            except TimeoutError:
+                pass
+            self._cleanup_now.clear()
+        if state.config.delete_legacy_data and not await self._async_delete_legacy():
+            return
         await self._async_next("cleanup finished")
         await self._async_write_report()
+        await self._async_apply_completion_options()
+
+    async def _async_delete_legacy(self) -> bool:
+        """Delete the legacy history a fresh validation proves copied; False when paused."""
+        state = self._require_state()
+        ledger = self._ledger()
+        try:
+            # Proven again right before anything is deleted: the copy must still be there.
+            await self._async_validate_now()
+            await self._async_save()
+            deleted, deletions = await engine.clean_legacy(
+                self._client, state, save=self._async_save_state
+            )
+        except InfluxError as err:
+            _LOGGER.warning("Cleanup stopped (%s); it continues when resumed", err)
+            await self._async_transition(Phase.PAUSED, f"cleanup failed: {err}")
+            self._raise_issue(
+                "cleanup_paused", ir.IssueSeverity.WARNING, error=str(err) or type(err).__name__
+            )
+            return False
+        kept = sorted((set(ledger.copied) - set(ledger.verified)) | ledger.dead_lettered)
+        await self._audit(
+            {
+                "event": "legacy_deleted",
+                "points": deleted,
+                "series": deletions,
+                "entities_kept": len(kept),
+                "kept_examples": kept[:20],
+            }
+        )
+        return True
+
+    async def _async_apply_completion_options(self) -> None:
+        """Make the options say what a completed migration leaves recorded: the optimized
+        layout, into the database it migrated to."""
+        ledger = self._ledger()
+        if ledger.options_applied:
+            return
+        options = copy.deepcopy(dict(self._entry.options))
+        ingestion = dict(options.get(SECTION_INGESTION, {}))
+        ingestion[CONF_WRITE_MODE] = WriteMode.OPTIMIZED.value
+        if ledger.separate_target:
+            ingestion[CONF_OPTIMIZED_DATABASE] = ledger.target_database
+        else:
+            ingestion.pop(CONF_OPTIMIZED_DATABASE, None)
+        options[SECTION_INGESTION] = ingestion
+        # Flag and options change together (no await between): either way round, a crash
+        # leaves a recording that loses nothing.
+        ledger.options_applied = True
+        if options != dict(self._entry.options):
+            self.hass.config_entries.async_update_entry(self._entry, options=options)
+        await self._async_save()
 
     # Outcomes.
 
@@ -432,56 +684,124 @@ class MigrationController:
             f"{state.config.max_error_rate:.2%}"
         )
         await self._async_transition(Phase.PAUSED, reason)
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            f"migration_paused_{self._entry.entry_id}",
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key="migration_paused",
-            translation_placeholders={
-                "database": self._client.database,
-                "error_rate": f"{error_rate(state):.2%}",
-                "threshold": f"{state.config.max_error_rate:.2%}",
-                "dead_letter": str(self._storage_dir / "migration_dead_letter.jsonl"),
-            },
+        self._raise_issue(
+            "migration_paused",
+            ir.IssueSeverity.WARNING,
+            error_rate=f"{error_rate(state):.2%}",
+            threshold=f"{state.config.max_error_rate:.2%}",
+            dead_letter=str(self._storage_dir / "migration_dead_letter.jsonl"),
         )
 
     async def _async_rollback(self, reason: str, *, keep_target: bool, automatic: bool) -> int:
-        state = self._require_state()
-        # Stop optimized writes first, so nothing lands in the target while it is cleaned.
-        await self._ingestion.async_set_layouts(
-            legacy=True, optimized=self._ingestion.mode.value in ("optimized", "both")
-        )
-        removed = 0
-        if not keep_target:
-            removed = await self._guard(
-                engine.rollback_target(
-                    self._client,
-                    state,
-                    source_database=self._client.database,
-                    target_database=self.target_database or self._client.database,
-                )
-            )
-        if state.phase is Phase.FAILED or state.is_active:
-            await self._async_transition(Phase.ROLLED_BACK, reason)
-        await self._audit({"event": "rolled_back", "removed": removed, "kept": keep_target})
-        await self._async_write_report()
+        """Record the rollback, go back to the recording from before, remove what was written.
+
+        The rollback is saved before anything is removed, so a failure during the removal
+        (or a restart) leaves a rolled-back migration whose removal is retried, never a
+        half-undone one that resumes.
+        """
+        ledger = self._ledger()
+        ledger.removal_pending = not keep_target
+        self._points_per_second = None
+        self._throughput = ThroughputWindow()
+        for issue in ("migration_paused", "cleanup_paused", "migration_failed"):
+            ir.async_delete_issue(self.hass, DOMAIN, f"{issue}_{self._entry.entry_id}")
+        await self._async_transition(Phase.ROLLED_BACK, reason)
         if automatic:
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                f"migration_rolled_back_{self._entry.entry_id}",
-                is_fixable=False,
-                severity=ir.IssueSeverity.ERROR,
-                translation_key="migration_rolled_back",
-                translation_placeholders={
-                    "database": self._client.database,
-                    "reason": reason,
-                    "report": str(self._report_path()),
-                },
+            self._raise_issue(
+                "migration_rolled_back",
+                ir.IssueSeverity.ERROR,
+                reason=reason,
+                report=str(self._report_path()),
             )
+        removed = 0
+        failure: Exception | None = None
+        if ledger.removal_pending:
+            try:
+                removed = await self._async_remove(attempts=3)
+            except InfluxError as err:
+                failure = err
+                self._start_removal()
+        await self._audit({"event": "rolled_back", "points_removed": removed, "kept": keep_target})
+        await self._async_write_report()
+        if failure is not None:
+            self._raise_issue("rollback_incomplete", ir.IssueSeverity.WARNING, error=str(failure))
+            if not automatic:
+                raise HomeAssistantError(
+                    translation_domain=DOMAIN,
+                    translation_key="rollback_removal_failed",
+                    translation_placeholders={"error": str(failure)},
+                ) from failure
         return removed
+
+    async def _async_remove_or_raise(self) -> int:
+        try:
+            return await self._async_remove(attempts=3)
+        except InfluxError as err:
+            self._start_removal()
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="rollback_removal_failed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+
+    async def _async_remove(self, *, attempts: int) -> int:
+        """Remove what the ledger says this migration wrote to the target; points removed."""
+        state = self._require_state()
+        ledger = self._ledger()
+        target = ledger.target_database
+        # What the retired optimized writer still holds lands first, so it is removed too.
+        await self._ingestion.async_drained(Recording(Layout.OPTIMIZED, target), _DRAIN_SECONDS)
+        removal = await engine.remove_migrated(
+            self._client,
+            state,
+            until_ns=datetime_to_ns(dt_util.utcnow() + _LIVE_MARGIN),
+            # Only entities this Home Assistant knows: another writer's series stay.
+            known_entities=(
+                set(self.hass.states.async_entity_ids())
+                | set(er.async_get(self.hass).entities)
+                | set(ledger.copied)
+            ),
+            attempts=attempts,
+        )
+        if removal.dropped_database is not None and (
+            discarded := await self._ingestion.async_discard(removal.dropped_database)
+        ):
+            _LOGGER.info(
+                "Discarded %d spooled points for the dropped database %s (the legacy layout "
+                "has them)",
+                discarded,
+                removal.dropped_database,
+            )
+        ledger.removal_pending = False
+        await self._async_save()
+        ir.async_delete_issue(self.hass, DOMAIN, f"rollback_incomplete_{self._entry.entry_id}")
+        await self._audit(
+            {
+                "event": "rollback_removed",
+                "points": removal.points,
+                "dropped_database": removal.dropped_database,
+                "deletions": removal.deletions,
+            }
+        )
+        return removal.points
+
+    def _start_removal(self) -> None:
+        if self._removal is not None and not self._removal.done():
+            return
+
+        async def retry_until_done() -> None:
+            while True:
+                try:
+                    await self._async_remove(attempts=engine.DELETE_ATTEMPTS)
+                except InfluxError as err:
+                    _LOGGER.warning("Removing the rolled-back data failed (%s); retrying", err)
+                    await asyncio.sleep(_REMOVAL_RETRY_SECONDS)
+                else:
+                    return
+
+        self._removal = self._entry.async_create_background_task(
+            self.hass, retry_until_done(), f"{DOMAIN} rollback removal {self._entry.entry_id}"
+        )
 
     # Helpers.
 
@@ -501,18 +821,41 @@ class MigrationController:
 
     def _validator(self) -> "engine.Validator":
         state = self._require_state()
+        ledger = self._ledger()
         return engine.Validator(
             self._client,
             state,
             transform=self._transform(),
-            source_database=self._client.database,
-            target_database=self.target_database or self._client.database,
+            source_database=ledger.source_database,
+            target_database=ledger.target_database,
         )
 
     def _require_state(self) -> MigrationState:
         if self.state is None:
             raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_migration")
         return self.state
+
+    def _ledger(self) -> MigrationLedger:
+        ledger = self._require_state().ledger
+        if ledger is None:  # pragma: no cover - every started migration has one
+            raise HomeAssistantError(translation_domain=DOMAIN, translation_key="no_migration")
+        return ledger
+
+    def _raise_issue(self, key: str, severity: ir.IssueSeverity, **placeholders: str) -> None:
+        ledger = self.state.ledger if self.state else None
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            f"{key}_{self._entry.entry_id}",
+            is_fixable=False,
+            severity=severity,
+            translation_key=key,
+            translation_placeholders={
+                "database": self._client.database,
+                "target": ledger.target_database if ledger else self._client.database,
+                **placeholders,
+            },
+        )
 
     async def _guard[T](self, work: Awaitable[T]) -> T:
         """Turn server failures during a service call into translated errors."""
@@ -550,9 +893,23 @@ class MigrationController:
     async def _async_transition(self, to: Phase, reason: str) -> None:
         state = self._require_state()
         previous = state.phase
+        # Writers the new phase needs start first, so that no state change falls between the
+        # moment the transition records (the cutover) and the writer that records it.
+        ahead = transition(state, to, reason=reason, now=dt_util.utcnow())
+        current = self._ingestion.recordings
+        needed = self._recordings_for(ahead)
+        if not needed <= current:
+            await self._ingestion.async_set_recordings(current | needed)
         self.state = transition(state, to, reason=reason, now=dt_util.utcnow())
         await self._async_record("transition", previous, to, reason)
         await self.async_apply_layouts()
+
+    def _recordings_for(self, state: MigrationState) -> frozenset[Recording]:
+        saved, self.state = self.state, state
+        try:
+            return self.wanted_recordings
+        finally:
+            self.state = saved
 
     async def _async_record(self, event: str, previous: Phase, to: Phase, reason: str) -> None:
         state = self._require_state()
@@ -602,6 +959,7 @@ class MigrationController:
     async def _async_write_report(self) -> None:
         state = self._require_state()
         started = state.started_at
+        ledger = state.ledger
         report = {
             "migration_id": state.migration_id,
             "strategy": state.strategy.value,
@@ -620,6 +978,7 @@ class MigrationController:
             "rollback_reason": state.rollback_reason,
             "transitions": [t.as_dict() for t in state.transitions],
             "config": state.config.as_dict(),
+            "ledger": ledger.as_dict() if ledger else None,
         }
         try:
             async with aiofiles.open(self._report_path(), "w") as file:

@@ -29,7 +29,15 @@ from .influx import (
     QueryFailed,
     SeriesBlock,
 )
-from .line_protocol import Point
+from .line_protocol import Point, tag_value
+from .migration_ledger import (
+    Deletion,
+    Span,
+    cleanup_plan,
+    in_spans,
+    rollback_plan,
+    spans_from_days,
+)
 from .migration_model import (
     BackfillCheckpoint,
     EntityMismatch,
@@ -45,7 +53,7 @@ from .migration_model import (
     decide_on_error_rate,
 )
 from .optimized_layout import LegacyTransform, SeriesEncoder
-from .retry import RetryPolicy, call_with_retry
+from .retry import Backoff, CircuitBreaker, RetryPolicy, call_with_retry
 from .spool import DeadLetterFile
 
 _LOGGER = logging.getLogger(__name__)
@@ -230,6 +238,15 @@ async def discover(
     )
 
 
+async def legacy_measurements(client: InfluxClient, database: str) -> list[str]:
+    """The measurements of a database holding legacy-layout series (a ``domain`` tag)."""
+    return [
+        measurement
+        for measurement in await client.measurements(database)
+        if await client.tag_values("domain", measurement, database)
+    ]
+
+
 def _to_datetime(time_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=time_ns // 1000)
 
@@ -382,6 +399,7 @@ class Backfill:
         self._last_progress = 0.0
         self._progress_timer: asyncio.TimerHandle | None = None
         self._ran = False
+        self._rediscovered = False
 
     @property
     def points_per_second(self) -> float | None:
@@ -411,19 +429,21 @@ class Backfill:
             raise ValueError("the backfill needs the cutover time of the migration")
         await self._dead_letters.open()
         if not state.checkpoints:
-            await self._plan(state.cutover_ns)
+            await self._plan(state.cutover_ns, await self._discover())
         self._rate = self._rate_limit()
         self._rate_started = time.monotonic()
         try:
-            await self._pipeline()
-        except BaseExceptionGroup as group:
-            # Report what went wrong, not the task groups around it.
-            error: BaseException = group
-            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-                error = error.exceptions[0]
-            if error is group:
-                raise
-            raise error from None
+            while True:
+                await self._run_pipeline()
+                if self._decision != "continue" or self._stop.is_set():
+                    break
+                if not all(checkpoint.done for checkpoint in state.checkpoints.values()):
+                    break
+                # Everything planned is copied. Legacy points that reached the server late
+                # (another writer's backlog) may sit in a measurement nobody planned: look
+                # once more, and copy what turned up.
+                if self._rediscovered or not await self._plan_late_arrivals(state.cutover_ns):
+                    break
         finally:
             if self._progress_timer is not None:
                 self._progress_timer.cancel()
@@ -435,23 +455,53 @@ class Backfill:
             return BackfillOutcome.COMPLETE
         return BackfillOutcome.STOPPED
 
+    async def _run_pipeline(self) -> None:
+        try:
+            await self._pipeline()
+        except BaseExceptionGroup as group:
+            # Report what went wrong, not the task groups around it.
+            error: BaseException = group
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]
+            if error is group:
+                raise
+            raise error from None
+
     # Planning
 
-    async def _plan(self, cutover_ns: int) -> None:
+    async def _discover(self) -> DiscoveredSource:
+        return self._source or await discover(self._client, self._source_db, self.state.config)
+
+    async def _plan(self, cutover_ns: int, source: DiscoveredSource) -> None:
         """Give every legacy measurement a checkpoint from its first point to the cutover."""
-        config = self.state.config
-        source = self._source or await discover(self._client, self._source_db, config)
         self._source = source
-        _, config_end = _range_ns(config)
+        _, config_end = _range_ns(self.state.config)
         end_ns = min(cutover_ns, config_end)
         for measurement in source.measurements:
+            if measurement in self.state.checkpoints:
+                continue
             first, _ = source.extents[measurement]
             # Not the last point seen by discovery: legacy points keep arriving until the
             # cutover, and all of them are the backfill's.
             self.state.checkpoints[measurement] = BackfillCheckpoint.starting(
                 first, max(first, end_ns)
             )
+        ledger = self.state.ledger
+        if ledger is not None:
+            for series in source.series:
+                ledger.record_copied(series.measurement, (series.entity_id,))
         await self._save(self.state)
+
+    async def _plan_late_arrivals(self, cutover_ns: int) -> bool:
+        """Discover again; plan measurements that turned up since; whether there were any."""
+        self._rediscovered = True
+        config = self.state.config
+        again = await discover(self._client, self._source_db, config)
+        new = [m for m in again.measurements if m not in self.state.checkpoints]
+        await self._plan(cutover_ns, again)
+        if new:
+            _LOGGER.info("Legacy measurements appeared during the backfill: %s", ", ".join(new))
+        return bool(new)
 
     def _rate_limit(self) -> float | None:
         state = self.state
@@ -487,6 +537,7 @@ class Backfill:
     async def _pipeline(self) -> None:
         # Reading, converting and writing overlap: the reader asks for the next window while
         # earlier blocks are converted, and writes are in flight while conversion goes on.
+        self._finished = False
         blocks: asyncio.Queue[_BlockItem | None] = asyncio.Queue(maxsize=_READ_AHEAD)
         batches: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=self._concurrency)
         async with asyncio.TaskGroup() as group:
@@ -696,7 +747,11 @@ class Backfill:
             count = high - low
             dropped = _DROPPED.search(reason)
             if count == 1 or (dropped is not None and int(dropped.group(1)) == count):
+                ledger = self.state.ledger
                 for line in lines[low:high]:
+                    if ledger is not None and (entity := tag_value(line, "entity_id")):
+                        # Recorded before the line is: a refused point must never be cleaned.
+                        ledger.dead_lettered.add(entity)
                     await self._dead_letters.append(
                         reason=reason, line=line, database=self._target_db
                     )
@@ -850,6 +905,12 @@ class Validator:
     - The integrity score is matching / compared, over entity-day counts and sampled records
       together; 1.0 when everything compared is identical.
     - Representative dashboard queries are timed against both layouts (median of a few runs).
+
+    Every legacy measurement is counted, not only the planned ones, so legacy points the
+    backfill never saw show up as a difference. With the migration's ledger, entities whose
+    legacy points the cleanup already deleted are left out, and on days that held optimized
+    points before the migration the optimized layout only has to hold every legacy point
+    (it may hold more). After :meth:`run`, ``compared_entities`` names the entities compared.
     """
 
     def __init__(
@@ -869,6 +930,14 @@ class Validator:
         self._source_db = source_database or client.database
         self._target_db = target_database or self._source_db
         self._repeats = max(repeats, 1)
+        self._ledger = state.ledger
+        self.compared_entities: frozenset[str] = frozenset()
+
+    def _protected(self, entity: str) -> tuple[Span, ...]:
+        return () if self._ledger is None else self._ledger.protected_spans(entity)
+
+    def _cleaned(self, entity: str) -> bool:
+        return self._ledger is not None and bool(self._ledger.cleaned.get(entity))
 
     def migrated_range(self) -> tuple[int, int]:
         """[start, end) of the history the checkpoints say was copied."""
@@ -884,6 +953,9 @@ class Validator:
         legacy, places = await self._legacy_counts(start, end)
         domains = sorted({entity.partition(".")[0] for entity in places})
         optimized = await self._optimized_counts(domains, start, end)
+        for counts in (legacy, optimized):
+            for key in [key for key in counts if self._cleaned(key[0])]:
+                del counts[key]
 
         mismatches: dict[str, dict[str, int]] = {}
 
@@ -893,7 +965,11 @@ class Validator:
         compared = matching = 0
         for key in legacy.keys() | optimized.keys():
             compared += 1
-            if legacy.get(key) == optimized.get(key):
+            want, have = legacy.get(key, [0, 0]), optimized.get(key, [0, 0])
+            if want == have or (
+                in_spans(key[1], self._protected(key[0]))
+                and all(h >= w for w, h in zip(want, have, strict=True))
+            ):
                 matching += 1
             else:
                 mismatch(key[0])["days"] += 1
@@ -939,9 +1015,10 @@ class Validator:
             )
             for entity, found in sorted(mismatches.items())
         }
+        self.compared_entities = frozenset(entity for entity, _ in legacy.keys() | optimized.keys())
         return ValidationResult(
             integrity_score=matching / compared if compared else 1.0,
-            entities_checked=len({entity for entity, _ in legacy.keys() | optimized.keys()}),
+            entities_checked=len(self.compared_entities),
             records_sampled=records,
             mismatches=result_mismatches,
             query_timings=await self._time_queries(legacy, places, start, end),
@@ -951,7 +1028,7 @@ class Validator:
         """Per (entity, day): [value count, state count]; and entity → legacy measurements."""
         counts: _Counts = {}
         places: dict[str, set[str]] = {}
-        for measurement in sorted(self.state.checkpoints):
+        for measurement in sorted(await legacy_measurements(self._client, self._source_db)):
             async for index, entity, row in legacy_rows(
                 self._client,
                 measurement,
@@ -1026,6 +1103,8 @@ class Validator:
             want, have = expected.get(key), actual.get(key)
             if want is None and have is None:
                 continue  # a legacy point with nothing to copy, and nothing copied
+            if key not in expected and in_spans(key[1], self._protected(key[0])):
+                continue  # recorded in the optimized layout before the migration
             checked += 1
             if want != have:
                 wrong[key[0]] = wrong.get(key[0], 0) + 1
@@ -1158,14 +1237,97 @@ def _points_per_entity(counts: _Counts) -> dict[str, int]:
 # Rollback and cleanup -------------------------------------------------------------------------
 
 
-async def optimized_series(client: InfluxClient, database: str) -> list[tuple[str, str]]:
-    """(measurement, full entity id) of every optimized-layout series holding data.
-
-    Found from the data (counts), not from the tag index: InfluxDB 1.x keeps listing a
-    dropped series' tag values.
-    """
-    found: set[tuple[str, str]] = set()
+async def _optimized_rows(
+    client: InfluxClient,
+    database: str,
+    function: Aggregate,
+    *,
+    start_ns: int,
+    end_ns: int,
+    every_ns: int | None = None,
+) -> AsyncIterator[tuple[str, AggregateRow]]:
+    """``function`` of each state field per optimized-layout series: (entity id, row)."""
     for measurement in await client.measurements(database):
+        for name in STATE_FIELDS:
+            rows = await client.aggregate(
+                measurement,
+                name,
+                function,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                group_by=("entity_id",),
+                every_ns=every_ns,
+                database=database,
+            )
+            for row in rows:
+                entity_id = row.tags.get("entity_id", "")
+                if is_optimized_series(measurement, entity_id):
+                    yield entity_id, row
+
+
+async def inventory_optimized(
+    client: InfluxClient, database: str, *, before_ns: int
+) -> dict[str, tuple[Span, ...]]:
+    """Entity → the UTC days before ``before_ns`` on which the database holds its optimized
+    points: what a rollback must leave alone because it was there before the migration.
+
+    Found from the data (counts per day), not from the tag index, which keeps listing a
+    deleted series.
+    """
+    if not await client.database_exists(database):
+        return {}
+    first: int | None = None
+    async for _, row in _optimized_rows(
+        client, database, Aggregate.FIRST, start_ns=_ALL_TIME[0], end_ns=before_ns
+    ):
+        first = row.time_ns if first is None else min(first, row.time_ns)
+    if first is None:
+        return {}
+    days: dict[str, set[int]] = {}
+    async for entity_id, row in _optimized_rows(
+        client,
+        database,
+        Aggregate.COUNT,
+        start_ns=first - first % DAY_NS,
+        end_ns=before_ns,
+        every_ns=DAY_NS,
+    ):
+        days.setdefault(entity_id, set()).add(row.time_ns - row.time_ns % DAY_NS)
+    return {entity_id: spans_from_days(found) for entity_id, found in sorted(days.items())}
+
+
+async def recorded_entities(client: InfluxClient, database: str, span: Span) -> set[str]:
+    """Entities with optimized points in the database inside ``span``."""
+    return {
+        entity_id
+        async for entity_id, _ in _optimized_rows(
+            client, database, Aggregate.COUNT, start_ns=span[0], end_ns=span[1]
+        )
+    }
+
+
+async def count_points(client: InfluxClient, deletion: Deletion) -> int:
+    """Points a deletion would remove (each carries a value or a state field, or both)."""
+    most = 0
+    for name in STATE_FIELDS:
+        rows = await client.aggregate(
+            deletion.measurement,
+            name,
+            Aggregate.COUNT,
+            start_ns=deletion.start_ns,
+            end_ns=deletion.end_ns,
+            where={key: [value] for key, value in deletion.tags.items()},
+            database=deletion.database,
+        )
+        most = max(most, sum(int(row.value) for row in rows))
+    return most
+
+
+async def count_database(client: InfluxClient, database: str) -> int:
+    """Points in a whole database, counted by their state fields."""
+    total = 0
+    for measurement in await client.measurements(database):
+        counts = []
         for name in STATE_FIELDS:
             rows = await client.aggregate(
                 measurement,
@@ -1173,78 +1335,117 @@ async def optimized_series(client: InfluxClient, database: str) -> list[tuple[st
                 Aggregate.COUNT,
                 start_ns=_ALL_TIME[0],
                 end_ns=_ALL_TIME[1],
-                group_by=("entity_id",),
                 database=database,
             )
-            found.update(
-                (measurement, entity_id)
-                for row in rows
-                if is_optimized_series(measurement, entity_id := row.tags.get("entity_id", ""))
+            counts.append(sum(int(row.value) for row in rows))
+        total += max(counts)
+    return total
+
+
+# A delete that keeps failing is retried this often (with backoff) before the step gives up
+# and says so; the step can be run again, and every delete is idempotent.
+DELETE_ATTEMPTS: Final = 6
+DELETE_BACKOFF: Final = Backoff(base=1.0, maximum=30.0)
+
+
+async def delete(
+    client: InfluxClient,
+    deletion: Deletion,
+    *,
+    attempts: int = DELETE_ATTEMPTS,
+    backoff: Backoff = DELETE_BACKOFF,
+    breaker: CircuitBreaker | None = None,
+) -> int:
+    """Count and make one time-bounded deletion, retrying transient failures; the count."""
+
+    async def count_and_delete() -> int:
+        removed = await count_points(client, deletion)
+        if removed:
+            await client.delete_range(
+                deletion.measurement,
+                deletion.tags,
+                start_ns=deletion.start_ns,
+                end_ns=deletion.end_ns,
+                database=deletion.database,
             )
-    return sorted(found)
+        return removed
+
+    return await call_with_retry(
+        count_and_delete,
+        backoff=backoff,
+        breaker=breaker or RetryPolicy().new_breaker(),
+        max_attempts=attempts,
+    )
 
 
-async def rollback_target(
+@dataclass(frozen=True, kw_only=True)
+class Removal:
+    """What a rollback removed from the target."""
+
+    points: int
+    dropped_database: str | None
+    deletions: int
+
+
+async def remove_migrated(
     client: InfluxClient,
     state: MigrationState,
     *,
-    source_database: str | None = None,
-    target_database: str | None = None,
-    keep_target: bool | None = None,
-) -> int:
-    """Remove what the migration wrote to the target; return how many series went.
+    until_ns: int,
+    known_entities: Collection[str] = (),
+    attempts: int = DELETE_ATTEMPTS,
+) -> Removal:
+    """Remove what the ledger says the migration wrote to the target, nothing else.
 
-    ``keep_target`` None follows ``config.keep_target_on_rollback``. A blue/green target of
-    its own is dropped whole. In a shared database only optimized-layout series are deleted
-    (measurement = domain and a full entity id): legacy series never match, so the legacy
-    history is never touched.
+    The live writer's points from the cutover to ``until_ns`` count as the migration's for
+    the entities in ``known_entities`` that have points there (those this Home Assistant
+    records), unless the target was recorded anyway before the migration.
     """
-    keep = state.config.keep_target_on_rollback if keep_target is None else keep_target
-    if keep:
-        return 0
-    source = source_database or client.database
-    target = target_database or source
-    if target != source and state.strategy.separate_target:
-        if not await client.database_exists(target):
-            return 0
-        removed = len(await optimized_series(client, target))
-        await client.drop_database(target)
-        return removed
+    ledger = state.ledger
+    if ledger is None:
+        raise ValueError("the migration has no ledger: nothing may be removed")
+    target = ledger.target_database
+    live_span = (state.cutover_ns, until_ns) if state.cutover_ns is not None else None
+    live: set[str] = set()
+    if (
+        live_span is not None
+        and not ledger.target_recorded_before
+        and await client.database_exists(target)
+    ):
+        live = await recorded_entities(client, target, live_span) & set(known_entities)
+    removal = rollback_plan(ledger, state.planned_spans(), live_span=live_span, live_entities=live)
     removed = 0
-    for measurement, entity_id in await optimized_series(client, target):
-        await client.delete_series(measurement, {"entity_id": entity_id}, target)
-        removed += 1
-    return removed
+    if removal.drop_database is not None and await client.database_exists(removal.drop_database):
+        removed = await count_database(client, removal.drop_database)
+        await client.drop_database(removal.drop_database)
+    for deletion in removal.deletions:
+        removed += await delete(client, deletion, attempts=attempts)
+    return Removal(
+        points=removed, dropped_database=removal.drop_database, deletions=len(removal.deletions)
+    )
 
 
-async def cleanup_legacy(
-    client: InfluxClient, state: MigrationState, database: str | None = None
-) -> int:
-    """Delete the migrated legacy series, only when the user opted in; return how many.
+async def clean_legacy(
+    client: InfluxClient,
+    state: MigrationState,
+    *,
+    save: SaveState,
+    attempts: int = DELETE_ATTEMPTS,
+) -> tuple[int, int]:
+    """Delete the legacy points the ledger proves copied; (points deleted, deletions made).
 
-    Only legacy series (a ``domain`` tag and an object id) of the migrated measurements and
-    selected entities are deleted; anything else in those measurements stays.
+    Each deletion is recorded in the ledger and saved before the next one, so a cleanup that
+    stops (an error, a restart) continues where it was and never repeats one.
     """
-    if not state.config.delete_legacy_data:
-        return 0
-    database = database or client.database
+    ledger = state.ledger
+    if ledger is None:
+        raise ValueError("the migration has no ledger: nothing may be deleted")
     deleted = 0
-    for measurement in sorted(state.checkpoints):
-        entities = {
-            (row.tags["domain"], row.tags["entity_id"])
-            async for _, _, row in legacy_rows(
-                client,
-                measurement,
-                Aggregate.COUNT,
-                selects=state.config.selects,
-                start_ns=_ALL_TIME[0],
-                end_ns=_ALL_TIME[1],
-                database=database,
-            )
-        }
-        for domain, object_id in sorted(entities):
-            await client.delete_series(
-                measurement, {"domain": domain, "entity_id": object_id}, database
-            )
-            deleted += 1
-    return deleted
+    deletions = cleanup_plan(ledger, state.copied_spans())
+    for deletion in deletions:
+        deleted += await delete(client, deletion, attempts=attempts)
+        ledger.record_cleaned(
+            f"{deletion.tags['domain']}.{deletion.tags['entity_id']}", deletion.measurement
+        )
+        await save(state)
+    return deleted, len(deletions)

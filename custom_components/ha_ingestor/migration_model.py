@@ -14,6 +14,8 @@ import math
 import re
 from typing import Any, Literal, Self
 
+from .migration_ledger import MigrationLedger, Span
+
 
 class Phase(StrEnum):
     """Where a migration is; the values are stored and shown to users."""
@@ -536,6 +538,8 @@ class MigrationState:
     phase: Phase = Phase.IDLE
     # Where a resume returns to; set only while paused.
     phase_before_pause: Phase | None = None
+    # The phase a failed migration failed in (what it was recording then).
+    phase_before_failure: Phase | None = None
     started_at: datetime | None = None
     # Points before this time are the backfill's job, points from it on the live writer's.
     cutover_ns: int | None = None
@@ -554,6 +558,8 @@ class MigrationState:
     rollback_reason: str | None = None
     error: str | None = None
     transitions: list[Transition] = field(default_factory=list)
+    # What the migration created, copied, proved and cleaned (None until it is prepared).
+    ledger: MigrationLedger | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -569,6 +575,40 @@ class MigrationState:
     def is_active(self) -> bool:
         """Whether a migration is running or paused (so a new one may not start)."""
         return self.is_running or self.phase is Phase.PAUSED
+
+    @property
+    def recording_phase(self) -> Phase:
+        """The phase whose layouts are recorded: paused and failed keep their phase's."""
+        if self.phase is Phase.PAUSED and self.phase_before_pause is not None:
+            return self.phase_before_pause
+        if self.phase is Phase.FAILED and self.phase_before_failure is not None:
+            return self.phase_before_failure
+        return self.phase
+
+    @property
+    def backfill_done(self) -> bool:
+        """Whether the backfill has copied its whole range (validation may run)."""
+        return self.recording_phase in _AFTER_BACKFILL or self.recording_phase is Phase.COMPLETE
+
+    def planned_spans(self) -> dict[str, Span]:
+        """Legacy measurement → the span [first point, cutover) the backfill copies.
+
+        What a rollback removes: windows written but not yet recorded in the checkpoint (a
+        run stopped half-way) lie inside it too.
+        """
+        return {
+            measurement: (checkpoint.start_ns, checkpoint.end_ns)
+            for measurement, checkpoint in self.checkpoints.items()
+            if checkpoint.end_ns > checkpoint.start_ns
+        }
+
+    def copied_spans(self) -> dict[str, Span]:
+        """Legacy measurement → the span [first point, checkpoint) the backfill copied."""
+        return {
+            measurement: (checkpoint.start_ns, checkpoint.completed_until_ns)
+            for measurement, checkpoint in self.checkpoints.items()
+            if checkpoint.completed_until_ns > checkpoint.start_ns
+        }
 
     def record_window(
         self,
@@ -600,6 +640,7 @@ class MigrationState:
             "config": self.config.as_dict(),
             "phase": str(self.phase),
             "phase_before_pause": _str_or_none(self.phase_before_pause),
+            "phase_before_failure": _str_or_none(self.phase_before_failure),
             "started_at": _iso(self.started_at),
             "cutover_ns": self.cutover_ns,
             "checkpoints": {m: cp.as_dict() for m, cp in self.checkpoints.items()},
@@ -614,12 +655,20 @@ class MigrationState:
             "rollback_reason": self.rollback_reason,
             "error": self.error,
             "transitions": [t.as_dict() for t in self.transitions],
+            "ledger": None if self.ledger is None else self.ledger.as_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Read :meth:`to_dict` output back; keys an older version did not write get defaults."""
+        """Read :meth:`to_dict` output back; keys an older version did not write get defaults.
+
+        Raises ValueError, TypeError, KeyError or AttributeError for a damaged record.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a migration state is a mapping, not {type(data).__name__}")
         phase_before_pause = data.get("phase_before_pause")
+        phase_before_failure = data.get("phase_before_failure")
+        ledger = data.get("ledger")
         started_at = data.get("started_at")
         cutover_ns = data.get("cutover_ns")
         estimate = data.get("estimated_total_points")
@@ -629,6 +678,9 @@ class MigrationState:
             config=MigrationConfig.from_options(data.get("config", {})),
             phase=Phase(data.get("phase", Phase.IDLE)),
             phase_before_pause=None if phase_before_pause is None else Phase(phase_before_pause),
+            phase_before_failure=(
+                None if phase_before_failure is None else Phase(phase_before_failure)
+            ),
             started_at=None if started_at is None else datetime.fromisoformat(started_at),
             cutover_ns=None if cutover_ns is None else int(cutover_ns),
             checkpoints={
@@ -645,6 +697,7 @@ class MigrationState:
             rollback_reason=data.get("rollback_reason"),
             error=data.get("error"),
             transitions=[Transition.from_dict(t) for t in data.get("transitions", [])],
+            ledger=None if ledger is None else MigrationLedger.from_dict(ledger),
         )
 
 
@@ -716,6 +769,8 @@ def transition(state: MigrationState, to: Phase, *, reason: str, now: datetime) 
         new.phase_before_pause = state.phase
     elif state.phase is Phase.PAUSED:
         new.phase_before_pause = None
+    if to is Phase.FAILED:
+        new.phase_before_failure = state.recording_phase
     if state.phase in (Phase.IDLE, Phase.PAUSED) and to in RUNNING_PHASES:
         new.migrated_at_resume = state.records_migrated
         new.failed_at_resume = state.records_failed

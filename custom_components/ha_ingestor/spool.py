@@ -7,20 +7,32 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+import logging
 import os
 from pathlib import Path
 import re
+import zlib
 
 import aiofiles  # type: ignore[import-untyped, unused-ignore]
 import aiofiles.os  # type: ignore[import-untyped, unused-ignore]
 import orjson
 
+from .line_protocol import split_lines
+
+_LOGGER = logging.getLogger(__name__)
+
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
-# <sequence>-<points>.lp: zero-padded so that name order is write order, and the point count
-# in the name lets a restart know what is spooled without reading every segment.
-_SEGMENT_NAME = re.compile(r"^(\d{12})-(\d+)\.lp$")
+# <sequence>-<points>-<crc32>.lp: zero-padded so that name order is write order, the point
+# count lets a restart know what is spooled without reading every segment, and the checksum
+# of the body tells a segment cut short or damaged on disk from a good one. Segments of an
+# earlier version have no checksum; their lines are counted and checked instead.
+_SEGMENT_NAME = re.compile(r"^(\d{12})-(\d+)(?:-([0-9a-f]{8}))?\.lp$")
 _TEMP_SUFFIX = ".tmp"
+# Where segments whose body does not match their name are moved; never replayed from there.
+DAMAGED_DIR = "damaged"
+# Every line the writer spools ends with its timestamp.
+_TIMESTAMPED = re.compile(rb" -?\d+$")
 
 _fsync = aiofiles.os.wrap(os.fsync)
 
@@ -37,6 +49,10 @@ class SpoolUnavailable(SpoolError):
     """The spool directory or a segment could not be read or written."""
 
 
+class SegmentDamaged(SpoolError):
+    """A segment's body does not match its name (cut short, or damaged on disk)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One spooled batch: a file of line protocol."""
@@ -45,6 +61,28 @@ class Segment:
     sequence: int
     points: int
     size: int
+    crc: int | None = None
+
+
+def segment_name(sequence: int, points: int, body: bytes) -> str:
+    """The file name of a segment: its place, its point count and its body's checksum."""
+    return f"{sequence:012d}-{points}-{zlib.crc32(body):08x}.lp"
+
+
+def check_body(segment: Segment, body: bytes) -> None:
+    """Raise SegmentDamaged unless ``body`` is what was spooled under ``segment``'s name."""
+    if segment.crc is not None:
+        if zlib.crc32(body) != segment.crc:
+            raise SegmentDamaged(
+                f"spool segment {segment.name} is damaged: its checksum does not match"
+            )
+        return
+    lines = split_lines(body)
+    if len(lines) != segment.points or not all(_TIMESTAMPED.search(line) for line in lines):
+        raise SegmentDamaged(
+            f"spool segment {segment.name} is damaged: it holds {len(lines)} readable lines, "
+            f"its name says {segment.points}"
+        )
 
 
 def _scan(directory: Path) -> list[Segment]:
@@ -58,9 +96,10 @@ def _scan(directory: Path) -> list[Segment]:
         if entry.name.endswith(_TEMP_SUFFIX):
             os.remove(entry.path)
             continue
-        if not (match := _SEGMENT_NAME.match(entry.name)):
+        if not entry.is_file() or not (match := _SEGMENT_NAME.match(entry.name)):
             continue
-        segment = Segment(entry.name, int(match[1]), int(match[2]), entry.stat().st_size)
+        crc = int(match[3], 16) if match[3] else None
+        segment = Segment(entry.name, int(match[1]), int(match[2]), entry.stat().st_size, crc)
         if (other := found.get(segment.sequence)) is not None:
             # A crash between writing the shortened copy of a partly delivered segment and
             # deleting the original: the copy (fewer points) is the live one.
@@ -153,8 +192,9 @@ class Spool:
                 raise SpoolFull(
                     f"spool {self.directory} is full ({self._size} of {self.max_bytes} bytes)"
                 )
+            sequence = self._next_sequence
             segment = Segment(
-                f"{self._next_sequence:012d}-{points}.lp", self._next_sequence, points, len(body)
+                segment_name(sequence, points, body), sequence, points, len(body), zlib.crc32(body)
             )
             await self._write(segment, body)
             self._next_sequence += 1
@@ -162,12 +202,42 @@ class Spool:
             return segment
 
     async def read(self, segment: Segment) -> bytes:
+        """The body of a segment; SegmentDamaged when it does not match the segment's name."""
         try:
             async with aiofiles.open(self.directory / segment.name, "rb") as file:
                 body: bytes = await file.read()
         except OSError as err:
             raise SpoolUnavailable(f"cannot read spool segment {segment.name}: {err}") from err
+        if segment.crc is None and len(body) > 1 << 16:
+            await asyncio.get_running_loop().run_in_executor(None, check_body, segment, body)
+        else:
+            check_body(segment, body)
         return body
+
+    async def set_aside(self, segment: Segment) -> Path:
+        """Move a damaged segment out of the replay into the ``damaged`` folder; its path."""
+        async with self._lock:
+            self._discard(segment)
+            target = self.directory / DAMAGED_DIR / segment.name
+            try:
+                await aiofiles.os.makedirs(target.parent, exist_ok=True)
+                await aiofiles.os.replace(self.directory / segment.name, target)
+            except OSError as err:
+                raise SpoolUnavailable(
+                    f"cannot move damaged spool segment {segment.name} aside: {err}"
+                ) from err
+            return target
+
+    async def clear(self) -> int:
+        """Delete every segment (their points are not wanted any more); how many points."""
+        async with self._lock:
+            await self._open()
+            points = self._points
+            for segment in list(self._segments.values()):
+                self._discard(segment)
+                with contextlib.suppress(FileNotFoundError):
+                    await aiofiles.os.remove(self.directory / segment.name)
+            return points
 
     async def remove(self, segment: Segment) -> None:
         """Delete a delivered segment.
@@ -190,7 +260,11 @@ class Spool:
         """Shrink a partly delivered segment to what is left of it, keeping its place."""
         async with self._lock:
             new = Segment(
-                f"{segment.sequence:012d}-{points}.lp", segment.sequence, points, len(body)
+                segment_name(segment.sequence, points, body),
+                segment.sequence,
+                points,
+                len(body),
+                zlib.crc32(body),
             )
             await self._write(new, body)
             if self._segments.get(segment.sequence) == segment:
@@ -281,11 +355,49 @@ class DeadLetterFile:
             pass
         self._count = count
         self._opened = True
+        await self._repair_tail()
+
+    async def _repair_tail(self) -> None:
+        """Cut off a torn last record (a write that failed half-way, e.g. on a full disk).
+
+        The fragment goes to ``<file>.torn`` so nothing is silently thrown away, and the
+        next record starts on a line of its own instead of being glued to it.
+        """
+        try:
+            size = (await aiofiles.os.stat(self.path)).st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        async with aiofiles.open(self.path, "rb+") as file:
+            await file.seek(max(size - (1 << 16), 0))
+            tail: bytes = await file.read()
+            if tail.endswith(b"\n"):
+                return
+            cut = tail.rfind(b"\n")
+            if cut < 0 and size > len(tail):
+                await file.seek(0)  # one record longer than the window: read it all
+                tail = await file.read()
+                cut = tail.rfind(b"\n")
+            keep = size - len(tail) + cut + 1
+            fragment = tail[cut + 1 :]
+            async with aiofiles.open(self.path.with_name(self.path.name + ".torn"), "ab") as torn:
+                await torn.write(fragment + b"\n")
+            await file.truncate(keep)
+        _LOGGER.warning(
+            "The dead-letter file %s ended in a torn record (%d bytes); it was moved to %s.torn",
+            self.path,
+            len(fragment),
+            self.path.name,
+        )
 
     async def append(
         self, *, reason: str, line: str, database: str, time: datetime | None = None
     ) -> None:
-        """Record one refused point; raises OSError when the file cannot be written."""
+        """Record one refused point; raises OSError when the file cannot be written.
+
+        A write that fails half-way is cut back off, so the file never keeps half a record.
+        """
         record = {
             "time": (time or datetime.now(UTC)).isoformat(),
             "reason": reason,
@@ -296,7 +408,14 @@ class DeadLetterFile:
             await self._open()
             await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
             async with aiofiles.open(self.path, "ab") as file:
-                await file.write(orjson.dumps(record) + b"\n")
+                before = await file.tell()
+                try:
+                    await file.write(orjson.dumps(record) + b"\n")
+                    await file.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        await file.truncate(before)
+                    raise
             self._count += 1
 
     async def read(self) -> list[DeadLetter]:
@@ -310,7 +429,11 @@ class DeadLetterFile:
         for raw in content.split(b"\n"):
             if not raw:
                 continue
-            record = orjson.loads(raw)
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                _LOGGER.warning("Skipping an unreadable record in %s", self.path)
+                continue
             letters.append(
                 DeadLetter(
                     time=datetime.fromisoformat(record["time"]),

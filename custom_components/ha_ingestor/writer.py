@@ -15,13 +15,12 @@ import contextlib
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 import logging
-import re
 from typing import cast
 
 from .influx.errors import CannotConnect, DatabaseNotFound, InvalidAuth, PointsRejected
-from .line_protocol import Point, encode
+from .line_protocol import Point, encode, split_lines
 from .retry import CircuitState, RetryPolicy
-from .spool import DeadLetterFile, Segment, Spool, SpoolError
+from .spool import DeadLetterFile, Segment, SegmentDamaged, Spool, SpoolError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +28,8 @@ type WriteFunction = Callable[[bytes], Awaitable[None]]
 type StatsListener = Callable[[WriterStats], None]
 # Turns an enqueued item into its point, or None when there is nothing to write.
 type ToPoint[T] = Callable[[T], Point | None]
+# The time (ns since the epoch) the point of an enqueued item will carry.
+type TimeOf[T] = Callable[[T], int]
 
 # How long to leave the spool alone after it failed, before trying it again.
 SPOOL_RETRY_SECONDS = 10.0
@@ -40,6 +41,10 @@ class ServerProblem(StrEnum):
     CANNOT_CONNECT = "cannot_connect"
     INVALID_AUTH = "invalid_auth"
     DATABASE_NOT_FOUND = "database_not_found"
+
+
+# Older than anything: what a unit whose point times are not known counts as.
+_UNKNOWN_TIME = -(2**63)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,35 +68,8 @@ class WriterStats:
     problem: ServerProblem | None = None
     spool_error: str | None = None
     last_error: str | None = None
-
-
-# A line as line_protocol.encode writes it: the series key (no unescaped space), the fields,
-# the timestamp. Names never hold a line break; only a quoted string field value can, and its
-# quotes and backslashes are escaped.
-_NAME_CHAR = rb"(?:[^ \\\n]|\\.)"
-_FIELD_KEY = rb"(?:[^=, \\\n]|\\.)+"
-_FIELD_VALUE = rb'(?:"(?:[^"\\]|\\.)*"|[^," \n]+)'
-_FIELD = _FIELD_KEY + rb"=" + _FIELD_VALUE
-_LINE = re.compile(
-    _NAME_CHAR + rb"+ " + _FIELD + rb"(?:," + _FIELD + rb")*(?: -?\d+)?(?=\n|\Z)", re.DOTALL
-)
-
-
-def split_lines(body: bytes) -> list[bytes]:
-    """Split a write body into its lines (a string field value may itself hold line breaks)."""
-    if b'"' not in body:
-        return [line for line in body.split(b"\n") if line]
-    lines = []
-    position = 0
-    while position < len(body):
-        if match := _LINE.match(body, position):
-            end = match.end()
-        elif (end := body.find(b"\n", position)) < 0:
-            end = len(body)
-        if end > position:
-            lines.append(body[position:end])
-        position = end + 1
-    return lines
+    # Points of spool segments whose body did not match their name, moved aside unreplayed.
+    damaged_points: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +77,7 @@ class _Encoded:
     body: bytes
     lines: list[bytes]
     failures: list[tuple[str, Exception]]  # the lost item's repr, and why
+    oldest_ns: int | None  # the earliest point time among the new lines
 
 
 def _encode_items[T](
@@ -108,6 +87,7 @@ def _encode_items[T](
     into the batch's body. Runs in a worker thread, so it touches no writer state."""
     lines: list[bytes] = ahead if ahead is not None else []
     failures: list[tuple[str, Exception]] = []
+    oldest: int | None = None
     for item in items:
         try:
             point = to_point(item)
@@ -117,14 +97,30 @@ def _encode_items[T](
             continue
         if line is not None:
             lines.append(line.encode())
+            if oldest is None or point.time_ns < oldest:  # type: ignore[union-attr]
+                oldest = point.time_ns  # type: ignore[union-attr]
     # Often the last references to the items (a state the state machine has since replaced):
     # freeing them here spares the event loop that work.
     items.clear()
-    return _Encoded(b"\n".join(lines) if ahead is not None else b"", lines, failures)
+    return _Encoded(b"\n".join(lines) if ahead is not None else b"", lines, failures, oldest)
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _itself(point: Point) -> Point:
     return point
+
+
+def _time_ns(point: Point) -> int:
+    return point.time_ns
+
+
+def _older(oldest_ns: int | None, time_ns: int) -> bool:
+    """Whether a unit whose earliest point time is ``oldest_ns`` holds one before ``time_ns``
+    (a unit without a known time may)."""
+    return oldest_ns is None or oldest_ns < time_ns
 
 
 @dataclass(slots=True)
@@ -141,6 +137,7 @@ class _Batch:
     chunks: deque[_Chunk] = field(default_factory=deque)
     segment: Segment | None = None  # None: the batch lives in memory
     progressed: bool = False  # some chunks were delivered or dead-lettered
+    oldest_ns: int | None = None  # the earliest point time in it; None: not known
 
     @property
     def points(self) -> int:
@@ -208,6 +205,7 @@ class PointWriter[T = Point]:
         stats_interval: float = 5.0,
         on_change: StatsListener | None = None,
         to_point: ToPoint[T] | None = None,
+        time_of: TimeOf[T] | None = None,
     ) -> None:
         if batch_size < 1 or concurrent_writes < 1 or max_queue < batch_size:
             raise ValueError(
@@ -229,15 +227,21 @@ class PointWriter[T = Point]:
         self._stats_interval = stats_interval
         self._on_change = on_change
         self._to_point = to_point if to_point is not None else cast(ToPoint[T], _itself)
+        self._time_of = time_of if time_of is not None else cast(TimeOf[T], _time_ns)
 
         self._queue: list[T] = []
         self._queue_since: float | None = None
         self._ahead: list[bytes] = []  # lines of the next batch, encoded ahead
+        self._ahead_oldest: int | None = None  # earliest point time encoded ahead
         self._batched_points = 0  # in memory batches: in flight or held
         self._held: deque[_Batch] = deque()  # memory batches waiting for the spool or a slot
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], _Batch] = {}
         self._spool_inflight = 0
         self._claimed: set[int] = set()  # sequences of segments being delivered
+        # Sequence → earliest point time of the segments this writer spooled (segments found
+        # on disk at start are older than anything).
+        self._segment_oldest: dict[int, int | None] = {}
+        self._damaged_points = 0
 
         self._points_written = 0
         self._points_dropped = 0
@@ -257,6 +261,8 @@ class PointWriter[T = Point]:
         self._running = False
         self._stopping = False
         self._closed = False
+        # Retired: takes no new points, delivers what it holds (spool included), then ends.
+        self._retiring = False
         self._flush_on_stop = True
         self._notify_handle: asyncio.TimerHandle | None = None
         self._last_notified: WriterStats | None = None
@@ -273,14 +279,90 @@ class PointWriter[T = Point]:
             problem=self._problem,
             spool_error=self._spool_error,
             last_error=self._last_error,
+            damaged_points=self._damaged_points,
         )
+
+    @property
+    def retiring(self) -> bool:
+        """Whether the writer was retired and only delivers what it still holds."""
+        return self._retiring and not self._finished.is_set()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the writer has stopped (after :meth:`stop`, or a retirement that drained)."""
+        return self._finished.is_set()
+
+    @property
+    def empty(self) -> bool:
+        """Whether the writer holds no point, in memory or in its spool."""
+        return not (self._queue or self._ahead or self._held or self._inflight or len(self._spool))
+
+    def holds_before(self, time_ns: int) -> bool:
+        """Whether any point it holds (memory or spool) is older than ``time_ns``.
+
+        Segments found on disk at start count as older than anything.
+        """
+        if self._queue and min(map(self._time_of, self._queue)) < time_ns:
+            return True
+        if self._ahead and (self._ahead_oldest is None or self._ahead_oldest < time_ns):
+            return True
+        batches = [*self._held, *self._inflight.values()]
+        for batch in batches:
+            if batch.segment is None and batch.chunks and _older(batch.oldest_ns, time_ns):
+                return True
+        for segment in self._spool.segments():
+            if _older(self._segment_oldest.get(segment.sequence, _UNKNOWN_TIME), time_ns):
+                return True
+        return False
+
+    async def flushed(self, before_ns: int, *, poll: float = 0.2) -> None:
+        """Return once the writer holds no point older than ``before_ns``.
+
+        Points are delivered, dead-lettered or dropped (never merely spooled) by then; a
+        writer that has stopped with points in its spool never returns.
+        """
+        # Polled: what the writer holds changes in many places, and this waits rarely.
+        while self.holds_before(before_ns):  # noqa: ASYNC110
+            await asyncio.sleep(poll)
+
+    def retire(self) -> None:
+        """Take no new points; deliver what is held, spool included, then stop by itself."""
+        self._retiring = True
+        self._wake.set()
+
+    def reactivate(self) -> bool:
+        """Take points again after :meth:`retire`; False when it has already stopped."""
+        if self._finished.is_set() or self._stopping:
+            return False
+        self._retiring = False
+        self._wake.set()
+        return True
+
+    async def wait_finished(self) -> None:
+        """Return once the writer has stopped."""
+        await self._finished.wait()
+
+    async def discard(self) -> int:
+        """Stop and throw away everything held (its database is gone); how many points."""
+        await self.stop(flush=False)
+        held = self._spool.points
+        try:
+            await self._spool.clear()
+        except SpoolError as err:
+            _LOGGER.error("Cannot clear spool %s: %s", self._spool.directory, err)
+        self._changed(urgent=True)
+        return held
 
     def enqueue(self, item: T) -> None:
         """Queue one point (or item to convert) for writing; never blocks and never does I/O."""
         # Runs for every state change in Home Assistant: keep it to a few attribute loads.
         queue = self._queue
         queued = len(queue)
-        if self._closed or queued + self._batched_points >= self._max_memory_points:
+        if (
+            self._closed
+            or self._retiring
+            or queued + self._batched_points >= self._max_memory_points
+        ):
             self._drop_new_point()
             return
         queue.append(item)
@@ -315,6 +397,7 @@ class PointWriter[T = Point]:
             for task in self._inflight:
                 task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+            self._inflight.clear()
             self._closed = True
             if self._notify_handle is not None:
                 self._notify_handle.cancel()
@@ -379,6 +462,8 @@ class PointWriter[T = Point]:
                 await asyncio.sleep(self._flush_interval)
             if self._stopping and not (self._queue or self._ahead or self._held or self._inflight):
                 return
+            if self._retiring and not self._stopping and self.empty:
+                return
             await self._sleep(self._next_deadline())
 
     async def _sleep(self, deadline: float | None) -> None:
@@ -418,7 +503,7 @@ class PointWriter[T = Point]:
                 return
             self._claimed.add(segment.sequence)
             self._spool_inflight += 1
-            self._launch(_Batch(segment=segment))
+            self._launch(_Batch(segment=segment, oldest_ns=None))
 
     async def _move_memory(self) -> None:
         # Batches the spool refused earlier come first, once each per pass.
@@ -483,12 +568,18 @@ class PointWriter[T = Point]:
         encoded = await self._off_loop(_encode_items, items, self._to_point)
         self._batched_points -= taken - len(encoded.lines)
         self._ahead += encoded.lines
+        self._ahead_oldest = _earliest(self._ahead_oldest, encoded.oldest_ns)
         self._report(encoded.failures)
 
     async def _take_batch(self) -> _Batch | None:
         ahead = self._ahead[: self._batch_size]
         encoded_ahead = len(ahead)  # the worker thread appends the new lines to ``ahead``
         del self._ahead[:encoded_ahead]
+        # Not known line by line: the batch counts as old as anything encoded ahead, and so
+        # does what stays ahead.
+        ahead_oldest = self._ahead_oldest if encoded_ahead else None
+        if not self._ahead:
+            self._ahead_oldest = None
         room = self._batch_size - encoded_ahead
         queue = self._queue
         if len(queue) <= room:
@@ -504,7 +595,10 @@ class PointWriter[T = Point]:
         self._report(encoded.failures)
         if not encoded.lines:
             return None
-        return _Batch(deque([_Chunk(encoded.body, len(encoded.lines), encoded.lines)]))
+        return _Batch(
+            deque([_Chunk(encoded.body, len(encoded.lines), encoded.lines)]),
+            oldest_ns=_earliest(ahead_oldest, encoded.oldest_ns),
+        )
 
     def _report(self, failures: list[tuple[str, Exception]]) -> None:
         for item, err in failures:
@@ -542,11 +636,11 @@ class PointWriter[T = Point]:
     def _launch(self, batch: _Batch) -> None:
         assert self._loop is not None
         task = self._loop.create_task(self._deliver(batch))
-        self._inflight.add(task)
+        self._inflight[task] = batch
         task.add_done_callback(self._delivered)
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         self._wake.set()
 
     # Delivering one batch.
@@ -574,6 +668,25 @@ class PointWriter[T = Point]:
     async def _load(self, batch: _Batch, segment: Segment) -> bool:
         try:
             body = await self._spool.read(segment)
+        except SegmentDamaged as err:
+            # Replaying it could store a torn line as a point (in 1970, or a wrong value).
+            self._breaker.abandon()
+            self._damaged_points += segment.points
+            self._set_error(str(err))
+            try:
+                where = await self._spool.set_aside(segment)
+            except SpoolError as move_err:
+                self._spool.forget(segment)
+                _LOGGER.error("%s; it could not be moved aside either: %s", err, move_err)
+            else:
+                _LOGGER.error(
+                    "%s; it was moved to %s and is not replayed (%d points)",
+                    err,
+                    where,
+                    segment.points,
+                )
+            self._changed(urgent=True)
+            return False
         except SpoolError as err:
             # A segment that can't be read would block the replay forever.
             self._spool.forget(segment)
@@ -704,7 +817,7 @@ class PointWriter[T = Point]:
             return
         points = batch.points
         try:
-            await self._spool.append(batch.body(), points)
+            segment = await self._spool.append(batch.body(), points)
         except SpoolError as err:
             self._spool_failed(err)
             if self._stopping:
@@ -712,6 +825,7 @@ class PointWriter[T = Point]:
             else:
                 self._held.append(batch)
             return
+        self._segment_oldest[segment.sequence] = batch.oldest_ns
         self._batched_points -= points
         self._spool_ok()
         self._changed()

@@ -239,12 +239,20 @@ class InfluxClient(ABC):
         """
 
     @abstractmethod
-    async def delete_series(
-        self, measurement: str, tags: Mapping[str, str], database: str | None = None
+    async def delete_range(
+        self,
+        measurement: str,
+        tags: Mapping[str, str],
+        *,
+        start_ns: int,
+        end_ns: int,
+        database: str | None = None,
     ) -> None:
-        """Delete every point of the series of a measurement whose tags equal ``tags``.
+        """Delete the points with start_ns <= time < end_ns of the series carrying ``tags``.
 
-        Only series carrying all of ``tags`` are touched; ``tags`` must not be empty.
+        Only series carrying all of ``tags`` are touched, and only inside the time range: the
+        one way the integration deletes points (rollback and cleanup act on what a migration
+        wrote and verified, never on a whole series). ``tags`` must not be empty.
         """
 
 

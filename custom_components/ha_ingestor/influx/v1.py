@@ -204,16 +204,25 @@ class InfluxV1Client(InfluxClient):
                     result.append(AggregateRow(name, tags, int(time_ns), value))
         return result
 
-    async def delete_series(
-        self, measurement: str, tags: Mapping[str, str], database: str | None = None
+    async def delete_range(
+        self,
+        measurement: str,
+        tags: Mapping[str, str],
+        *,
+        start_ns: int,
+        end_ns: int,
+        database: str | None = None,
     ) -> None:
         if not tags:
-            raise ValueError("delete_series needs at least one tag to match")
+            raise ValueError("delete_range needs at least one tag to match")
+        if end_ns <= start_ns:
+            return
         condition = " AND ".join(
             f"{quote_ident(key)} = {quote_literal(value)}" for key, value in tags.items()
         )
         await self._rows(
-            f"DROP SERIES FROM {quote_ident(measurement)} WHERE {condition}",
+            f"DELETE FROM {quote_ident(measurement)} WHERE {condition} "
+            f"AND time >= {int(start_ns)} AND time < {int(end_ns)}",
             database or self.database,
         )
 

@@ -31,9 +31,9 @@ _FLUX_META = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
 
 # The schema functions look back only 30 days unless told otherwise; history is older.
 _SCHEMA_START = "1970-01-01T00:00:00Z"
-# The whole time range InfluxDB can store, for deletes that must not miss anything.
-_DELETE_START = "1677-09-21T00:12:43.145224194Z"
-_DELETE_STOP = "2262-04-11T23:47:16.854775806Z"
+# The time range the delete API accepts (what InfluxDB can store).
+_DELETE_MIN_NS = -9_223_372_036_854_775_806
+_DELETE_MAX_NS = 9_223_372_036_854_775_806
 # A tag key the delete predicate syntax can carry unquoted.
 _PREDICATE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Rows per block handed out by read_series, so one long series never sits in memory at once.
@@ -254,21 +254,34 @@ class InfluxV2Client(InfluxClient):
             result.append(AggregateRow(str(row["_measurement"]), tags, int(time_ns), value))
         return result
 
-    async def delete_series(
-        self, measurement: str, tags: Mapping[str, str], database: str | None = None
+    async def delete_range(
+        self,
+        measurement: str,
+        tags: Mapping[str, str],
+        *,
+        start_ns: int,
+        end_ns: int,
+        database: str | None = None,
     ) -> None:
         if not tags:
-            raise ValueError("delete_series needs at least one tag to match")
+            raise ValueError("delete_range needs at least one tag to match")
+        if end_ns <= start_ns:
+            return
         terms = [f"_measurement={_predicate_string(measurement)}"]
         for key, value in tags.items():
             if not _PREDICATE_KEY.match(key):
                 raise ValueError(f"tag key {key!r} cannot be used in a delete predicate")
             terms.append(f"{key}={_predicate_string(value)}")
+        # The delete API's stop is inclusive; the range here is half-open.
+        start = max(start_ns, _DELETE_MIN_NS)
+        stop = min(end_ns - 1, _DELETE_MAX_NS)
+        if stop < start:
+            return
         status, body = await self._request(
             "POST",
             "/api/v2/delete",
             params={"org": self.settings.organization or "", "bucket": database or self.database},
-            json={"start": _DELETE_START, "stop": _DELETE_STOP, "predicate": " AND ".join(terms)},
+            json={"start": rfc3339(start), "stop": rfc3339(stop), "predicate": " AND ".join(terms)},
         )
         if status == 400:
             raise QueryFailed(_error_text(body))
