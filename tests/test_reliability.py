@@ -8,15 +8,12 @@ small HTTP reverse proxy on 127.0.0.1 placed between the integration and influxd
 """
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-import contextlib
-from enum import StrEnum
 import functools
 from pathlib import Path
 import time
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
@@ -32,6 +29,7 @@ from custom_components.ha_ingestor.influx import ServerSettings
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.writer import PointWriter
 
+from .faulty_proxy import CLIENT_TIMEOUT, Fault, FaultyProxy
 from .helpers import (
     admin_client,
     count,
@@ -40,7 +38,7 @@ from .helpers import (
     ingest_options,
     setup_entry,
 )
-from .influx_server import InfluxServer, free_port, running_influxd
+from .influx_server import InfluxServer, running_influxd
 from .test_migration_engine import (
     _history as legacy_history,
     assert_same,
@@ -51,104 +49,6 @@ from .test_migration_engine import (
 
 # Probes every half second once three writes in a row failed.
 FAST = RetryPolicy(backoff=Backoff(base=0.05, maximum=0.3), failure_threshold=3, cool_down=0.5)
-# A write that has no answer after this many seconds has failed (the product default is 30).
-CLIENT_TIMEOUT = 1.0
-
-
-class Fault(StrEnum):
-    """How the proxy treats the next request."""
-
-    NONE = "none"  # forward and answer
-    STALL = "stall"  # never forward, never answer (until healed, then 503 to nobody)
-    LATE = "late"  # forward (the server stores the points) but answer after the timeout
-    ERROR_500 = "error_500"  # answer 500 without forwarding
-
-
-class FaultyProxy:
-    """An HTTP reverse proxy in front of influxd that misbehaves on demand, per request."""
-
-    def __init__(self, upstream: str, *, late_seconds: float = 3 * CLIENT_TIMEOUT) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.port = free_port()
-        self._fault = Fault.NONE
-        self.late_seconds = late_seconds
-        self._released = asyncio.Event()  # set unless stalling
-        self._released.set()
-        self._closed = asyncio.Event()
-        self.seen: Counter[tuple[Fault, str]] = Counter()
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=0)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._session = ClientSession()
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    @property
-    def fault(self) -> Fault:
-        return self._fault
-
-    @fault.setter
-    def fault(self, fault: Fault) -> None:
-        self._fault = fault
-        if fault is Fault.STALL:
-            self._released.clear()
-        else:
-            self._released.set()
-
-    async def stop(self) -> None:
-        self._closed.set()
-        self._released.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    def writes(self, fault: Fault) -> int:
-        """How many /write requests met ``fault``."""
-        return self.seen[(fault, "/write")]
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        fault = self.fault
-        self.seen[(fault, request.path)] += 1
-        body = await request.read()
-        if fault is Fault.ERROR_500:
-            return web.json_response({"error": "injected failure"}, status=500)
-        if fault is Fault.STALL:
-            # Until healed (or closed); then the client that asked has long given up.
-            await self._released.wait()
-            return web.Response(status=503)
-        response = await self._forward(request, body)
-        if fault is Fault.LATE:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.late_seconds):
-                    await self._closed.wait()
-        return response
-
-    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
-        assert self._session is not None
-        headers = {
-            key: value
-            for key, value in request.headers.items()
-            if key.lower() in ("authorization", "content-type")
-        }
-        async with self._session.request(
-            request.method, self.upstream + request.path_qs, data=body, headers=headers
-        ) as upstream:
-            content = await upstream.read()
-            passed = {
-                key: value
-                for key, value in upstream.headers.items()
-                if key.lower() in ("content-type", "x-influxdb-version")
-            }
-            return web.Response(status=upstream.status, body=content, headers=passed)
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +137,7 @@ async def fire(
 
 def spool_files(hass: HomeAssistant, entry: MockConfigEntry) -> list[Path]:
     root = Path(hass.config.path("ha_ingestor", entry.entry_id))
-    return sorted(p for p in root.glob("spool-*/*") if p.is_file())
+    return sorted(p for p in root.glob("spool-*/*.lp") if p.is_file())
 
 
 # Server killed and restarted.

@@ -1,13 +1,20 @@
 """The disk spool and the dead-letter file."""
 
+from collections.abc import AsyncIterator
+import contextlib
 from datetime import UTC, datetime
 import os
 from pathlib import Path
+from typing import Any
+import zlib
 
+import aiofiles
 import pytest
 
+from custom_components.ha_ingestor import spool as spool_module
 from custom_components.ha_ingestor.spool import (
     DeadLetterFile,
+    SegmentDamaged,
     Spool,
     SpoolFull,
     SpoolUnavailable,
@@ -90,13 +97,54 @@ async def test_replace_shrinks_a_segment_in_place(tmp_path: Path) -> None:
 
 
 async def test_after_a_crash_during_replace_the_shorter_copy_wins(tmp_path: Path) -> None:
-    (tmp_path / "000000000000-3.lp").write_bytes(b"m v=1.0 1\nm v=2.0 2\nm v=3.0 3")
-    (tmp_path / "000000000000-1.lp").write_bytes(b"m v=3.0 3")
+    t = 1_700_000_000_000_000_000
+    (tmp_path / "000000000000-3.lp").write_bytes(
+        f"m v=1.0 {t}\nm v=2.0 {t + 1}\nm v=3.0 {t + 2}".encode()
+    )
+    (tmp_path / "000000000000-1.lp").write_bytes(f"m v=3.0 {t + 2}".encode())
     spool = Spool(tmp_path)
     await spool.open()
     (segment,) = spool.segments()
-    assert await spool.read(segment) == b"m v=3.0 3"
+    assert await spool.read(segment) == f"m v=3.0 {t + 2}".encode()
     assert os.listdir(tmp_path) == ["000000000000-1.lp"]
+
+
+async def test_segment_names_carry_the_point_count_and_a_checksum(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    body = b"m v=1.0 1\nm v=2.0 2"
+    segment = await spool.append(body, 2)
+    assert segment.name == f"000000000000-2-{zlib.crc32(body):08x}.lp"
+    reopened = Spool(tmp_path)
+    await reopened.open()
+    assert reopened.segments() == [segment]
+    assert await reopened.read(segment) == body
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        # Checksum-less (an earlier version's) segments: a count that disagrees, a torn line.
+        ("000000000000-3.lp", b"m v=1.0 1700000000000000000\nm v=2.0 1700000000000000001"),
+        ("000000000000-2.lp", b"m v=1.0 1700000000000000000\nm v=2.0 17000000"),
+        ("000000000000-1.lp", b"m v=1.0"),
+        # A checksummed segment whose body changed.
+        ("000000000000-1-00000000.lp", b"m v=1.0 1700000000000000000"),
+    ],
+)
+async def test_a_damaged_segment_is_refused_and_can_be_set_aside(
+    tmp_path: Path, name: str, body: bytes
+) -> None:
+    (tmp_path / name).write_bytes(body)
+    spool = Spool(tmp_path)
+    await spool.open()
+    (segment,) = spool.segments()
+    with pytest.raises(SegmentDamaged):
+        await spool.read(segment)
+    moved = await spool.set_aside(segment)
+    assert moved == tmp_path / "damaged" / name
+    assert moved.read_bytes() == body
+    assert spool.segments() == []
+    assert spool.points == 0
 
 
 async def test_dead_letters_are_json_lines_with_time_reason_line_and_database(
@@ -127,3 +175,56 @@ async def test_dead_letter_count_includes_earlier_runs(tmp_path: Path) -> None:
     assert reopened.count == 1
     await reopened.append(reason="r", line="l2", database="d")
     assert reopened.count == 2
+
+
+async def test_a_torn_dead_letter_record_is_cut_off_before_the_next_one_is_appended(
+    tmp_path: Path,
+) -> None:
+    """A write that failed half-way (a full disk) must not glue the next record onto it."""
+    path = tmp_path / "dead_letter.jsonl"
+    first = DeadLetterFile(path)
+    await first.append(reason="refused", line="m value=1 1", database="home")
+    with path.open("ab") as file:
+        file.write(b'{"time": "2026-01-01T00:00:00+00:00", "reason": "ref')
+
+    letters = DeadLetterFile(path)
+    await letters.append(reason="refused again", line="m value=2 2", database="home")
+
+    read = await letters.read()
+    assert [letter.reason for letter in read] == ["refused", "refused again"]
+    assert letters.count == 2
+    assert path.read_bytes().count(b"\n") == 2
+    assert (tmp_path / "dead_letter.jsonl.torn").read_bytes().startswith(b'{"time"')
+
+
+async def test_a_failed_dead_letter_write_leaves_no_half_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dead_letter.jsonl"
+    letters = DeadLetterFile(path)
+    await letters.append(reason="refused", line="m value=1 1", database="home")
+    real_open = aiofiles.open
+
+    class HalfWrite:
+        def __init__(self, file: Any) -> None:
+            self._file = file
+
+        async def write(self, data: bytes) -> int:
+            await self._file.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._file, name)
+
+    @contextlib.asynccontextmanager
+    async def full_disk(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with real_open(*args, **kwargs) as file:
+            yield HalfWrite(file)
+
+    monkeypatch.setattr(spool_module.aiofiles, "open", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        await letters.append(reason="refused", line="m value=2 2", database="home")
+    monkeypatch.setattr(spool_module.aiofiles, "open", real_open)
+
+    await letters.append(reason="third", line="m value=3 3", database="home")
+    assert [letter.reason for letter in await letters.read()] == ["refused", "third"]

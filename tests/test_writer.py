@@ -662,3 +662,94 @@ _name = st.text(st.sampled_from('ab "\\,= =\n\t#é'), min_size=1, max_size=8)
 def test_split_lines_undoes_encode_batch(points: list[Point]) -> None:
     expected = [line.encode() for p in points if (line := encode(p)) is not None]
     assert split_lines(encode_batch(points)) == expected
+
+
+# Damaged spool segments, retirement and the "flushed" barrier.
+
+
+async def test_a_segment_whose_body_does_not_match_its_name_is_set_aside_not_replayed(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    """Cut short on disk (or copied badly): a torn last line would land as a point in 1970."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    good = [encode(p) for p in make_points(3)]
+    torn = [encode(p) for p in make_points(3)]
+    bad_crc = [encode(p) for p in make_points(2)]
+    # A segment of the checksum-less format: three points by its name, the third one torn.
+    body = "\n".join([*torn[:2], torn[2][:-12]]).encode()  # type: ignore[list-item]
+    (spool_dir / "000000000000-3.lp").write_bytes(body)
+    # A checksummed segment whose body was changed afterwards.
+    original = "\n".join(bad_crc).encode()  # type: ignore[arg-type]
+    spool = Spool(spool_dir)
+    written = await spool.append(original, 2)
+    (spool_dir / written.name).write_bytes(original.replace(b"value=", b"value=9"))
+    # And one that is fine.
+    await spool.append("\n".join(good).encode(), 3)  # type: ignore[arg-type]
+
+    writer = make_writer(client.write, tmp_path, database)
+    writer.start()
+    await wait_until(lambda: writer.stats.points_written == 3 and writer.stats.spooled_points == 0)
+    await writer.stop()
+
+    assert count_rows(influxd, database) == 3
+    assert influxd.series('SELECT * FROM "m" WHERE time < 1000000000000000000', database) == []
+    assert writer.stats.damaged_points == 5
+    assert "damaged" in (writer.stats.last_error or "")
+    assert sorted(os.listdir(spool_dir / "damaged")) == sorted(["000000000000-3.lp", written.name])
+    assert [name for name in os.listdir(spool_dir) if name.endswith(".lp")] == []
+
+
+async def test_a_retired_writer_takes_no_new_points_and_stops_once_its_spool_is_delivered(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    target = Switchable(dead_client)
+    writer = make_writer(target, tmp_path, database, spool_interval=0.05)
+    writer.start()
+    for point in make_points(700):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spooled_points == 700)
+    writer.retire()
+    writer.enqueue(make_points(1)[0])
+    assert writer.stats.points_dropped == 1
+    await asyncio.sleep(0.3)
+    assert not writer.finished, "a retired writer holding points keeps going"
+
+    target.client = client
+    await asyncio.wait_for(writer.wait_finished(), 20)
+    assert count_rows(influxd, database) == 700
+    assert writer.stats.spooled_points == 0
+    assert [name for name in os.listdir(tmp_path / "spool") if name.endswith(".lp")] == []
+
+
+async def test_flushed_waits_until_no_older_point_is_held_in_memory_or_spool(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    target = Switchable(dead_client)
+    writer = make_writer(target, tmp_path, database, spool_interval=0.05)
+    writer.start()
+    old = make_points(300)
+    for point in old:
+        writer.enqueue(point)
+    cutover = old[-1].time_ns + 1
+    await wait_until(lambda: writer.stats.spooled_points == 300)
+    assert writer.holds_before(cutover)
+    assert not writer.holds_before(old[0].time_ns)
+    waiting = asyncio.create_task(writer.flushed(cutover, poll=0.02))
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "spooled points are not in the database yet"
+
+    target.client = client
+    await asyncio.wait_for(waiting, 20)
+    assert count_rows(influxd, database) == 300
+    # Newer points may still be held; they do not hold the barrier up.
+    assert not writer.holds_before(cutover)
+    await writer.stop()

@@ -462,12 +462,18 @@ def _safe(name: str) -> str:
 
 
 def _claim_spool(directory: Path, recording: Recording) -> None:
-    """Create a spool directory that says what it is for (runs in the executor)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Create a spool directory that says what it is for (runs in the executor).
+
+    A directory that cannot be made is the spool's to report when it is used.
+    """
     marker = directory / SPOOL_TARGET_FILE
     content = json.dumps(recording.as_dict())
-    if not marker.exists() or marker.read_text(encoding="utf-8") != content:
-        marker.write_text(content, encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not marker.exists() or marker.read_text(encoding="utf-8") != content:
+            marker.write_text(content, encoding="utf-8")
+    except OSError as err:
+        _LOGGER.debug("Cannot mark spool directory %s: %s", directory, err)
 
 
 def _leftover_spools(storage_dir: Path, known_databases: set[str]) -> list[Recording]:

@@ -243,13 +243,14 @@ class MigrationController:
         """Restore the last migration from storage; a record that does not parse is set aside."""
         # Whatever is in the file, recording must start: a record that does not load or parse
         # is kept aside for the user.
+        data: Any = None
         try:
             data = await self._store.async_load()
             if not data:
                 return
             state, target, cleanup_due = _parse_record(data)
         except Exception as err:
-            await self._async_set_aside(err)
+            await self._async_set_aside(err, data)
             return
         self.state = state
         self.target_database = target
@@ -263,7 +264,7 @@ class MigrationController:
                 recorded_before=tuple(sorted(self._ingestion.configured_recordings)),
             )
 
-    async def _async_set_aside(self, err: Exception) -> None:
+    async def _async_set_aside(self, err: Exception, data: Any) -> None:
         """Keep an unreadable migration record for the user, and start without it."""
         stamp = dt_util.utcnow().strftime("%Y%m%dT%H%M%S")
         kept = self._storage_dir / f"unreadable_migration_state_{stamp}.json"
@@ -273,11 +274,13 @@ class MigrationController:
             self._storage_dir.mkdir(parents=True, exist_ok=True)
             if source.exists():
                 shutil.copyfile(source, kept)
+            else:  # only what was loaded is known
+                kept.write_text(json_dumps(data), encoding="utf-8")
 
         try:
             await self.hass.async_add_executor_job(copy_aside)
             await self._store.async_remove()
-        except OSError as copy_err:
+        except (OSError, TypeError, ValueError) as copy_err:
             _LOGGER.error("Cannot set the unreadable migration record aside: %s", copy_err)
         _LOGGER.error(
             "The stored migration state of %s cannot be read (%s); it was kept as %s and "
@@ -744,7 +747,7 @@ class MigrationController:
                 translation_placeholders={"error": str(err)},
             ) from err
 
-    async def _async_remove(self, *, attempts: int) -> int:
+    async def _async_remove(self, *, attempts: int | None) -> int:
         """Remove what the ledger says this migration wrote to the target; points removed."""
         state = self._require_state()
         ledger = self._ledger()
@@ -792,7 +795,7 @@ class MigrationController:
         async def retry_until_done() -> None:
             while True:
                 try:
-                    await self._async_remove(attempts=engine.DELETE_ATTEMPTS)
+                    await self._async_remove(attempts=None)
                 except InfluxError as err:
                     _LOGGER.warning("Removing the rolled-back data failed (%s); retrying", err)
                     await asyncio.sleep(_REMOVAL_RETRY_SECONDS)

@@ -1352,8 +1352,8 @@ async def delete(
     client: InfluxClient,
     deletion: Deletion,
     *,
-    attempts: int = DELETE_ATTEMPTS,
-    backoff: Backoff = DELETE_BACKOFF,
+    attempts: int | None = None,
+    backoff: Backoff | None = None,
     breaker: CircuitBreaker | None = None,
 ) -> int:
     """Count and make one time-bounded deletion, retrying transient failures; the count."""
@@ -1372,9 +1372,9 @@ async def delete(
 
     return await call_with_retry(
         count_and_delete,
-        backoff=backoff,
+        backoff=backoff or DELETE_BACKOFF,
         breaker=breaker or RetryPolicy().new_breaker(),
-        max_attempts=attempts,
+        max_attempts=attempts or DELETE_ATTEMPTS,
     )
 
 
@@ -1393,7 +1393,7 @@ async def remove_migrated(
     *,
     until_ns: int,
     known_entities: Collection[str] = (),
-    attempts: int = DELETE_ATTEMPTS,
+    attempts: int | None = None,
 ) -> Removal:
     """Remove what the ledger says the migration wrote to the target, nothing else.
 
@@ -1430,7 +1430,7 @@ async def clean_legacy(
     state: MigrationState,
     *,
     save: SaveState,
-    attempts: int = DELETE_ATTEMPTS,
+    attempts: int | None = None,
 ) -> tuple[int, int]:
     """Delete the legacy points the ledger proves copied; (points deleted, deletions made).
 

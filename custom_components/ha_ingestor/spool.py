@@ -31,8 +31,10 @@ _SEGMENT_NAME = re.compile(r"^(\d{12})-(\d+)(?:-([0-9a-f]{8}))?\.lp$")
 _TEMP_SUFFIX = ".tmp"
 # Where segments whose body does not match their name are moved; never replayed from there.
 DAMAGED_DIR = "damaged"
-# Every line the writer spools ends with its timestamp.
-_TIMESTAMPED = re.compile(rb" -?\d+$")
+# Every line the writer spools ends with its timestamp in nanoseconds: 19 digits for any time
+# of the live recording (2001 to 2286).
+_TIMESTAMP = re.compile(rb" (-?\d+)$")
+_TIMESTAMP_DIGITS = 19
 
 _fsync = aiofiles.os.wrap(os.fsync)
 
@@ -77,12 +79,20 @@ def check_body(segment: Segment, body: bytes) -> None:
                 f"spool segment {segment.name} is damaged: its checksum does not match"
             )
         return
+    # Without a checksum: the count must match, and a line cut short shows in its timestamp
+    # (a torn one would be stored as a point in 1970).
     lines = split_lines(body)
-    if len(lines) != segment.points or not all(_TIMESTAMPED.search(line) for line in lines):
+    if len(lines) != segment.points:
         raise SegmentDamaged(
-            f"spool segment {segment.name} is damaged: it holds {len(lines)} readable lines, "
+            f"spool segment {segment.name} is damaged: it holds {len(lines)} lines, "
             f"its name says {segment.points}"
         )
+    for line in lines:
+        stamp = _TIMESTAMP.search(line)
+        if stamp is None or len(stamp.group(1).lstrip(b"-")) != _TIMESTAMP_DIGITS:
+            raise SegmentDamaged(
+                f"spool segment {segment.name} is damaged: a line is cut short ({line[-40:]!r})"
+            )
 
 
 def _scan(directory: Path) -> list[Segment]:
