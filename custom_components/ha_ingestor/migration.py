@@ -452,7 +452,10 @@ class MigrationController:
         return result
 
     async def async_run_cleanup_now(self) -> None:
-        """End the cleanup wait now (a cleanup that is not waiting is not affected)."""
+        """End the cleanup wait now; does nothing unless the migration is in its cleanup."""
+        state = self.state
+        if state is None or state.recording_phase is not Phase.CLEANUP:
+            return
         self._cleanup_due = dt_util.utcnow()
         self._cleanup_now.set()
         await self._async_save()
@@ -671,12 +674,12 @@ class MigrationController:
         else:
             ingestion.pop(CONF_OPTIMIZED_DATABASE, None)
         options[SECTION_INGESTION] = ingestion
-        # Flag and options change together (no await between): either way round, a crash
-        # leaves a recording that loses nothing.
+        # Saved first: the options update reloads the entry, which ends this task. A crash in
+        # between leaves the configured recording running, which loses nothing.
         ledger.options_applied = True
+        await self._async_save()
         if options != dict(self._entry.options):
             self.hass.config_entries.async_update_entry(self._entry, options=options)
-        await self._async_save()
 
     # Outcomes.
 

@@ -436,6 +436,8 @@ class PointWriter[T = Point]:
         except OSError as err:
             self._set_error(f"dead-letter file {self._dead_letters.path}: {err}")
             _LOGGER.error("Cannot read dead-letter file %s: %s", self._dead_letters.path, err)
+        if self._spool.points:
+            self._changed(urgent=True)  # what an earlier run left is shown at once
 
     async def _dispatch(self) -> None:
         while True:
