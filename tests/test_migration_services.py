@@ -324,6 +324,8 @@ async def test_rejections_above_the_threshold_roll_back_and_raise_a_repair_issue
     assert entry.runtime_data.migration.state.records_failed > 0
     assert entity_state(hass, entry.entry_id, "records_failed") == "0"
     assert entity_state(hass, entry.entry_id, "records_migrated") == "0"
+    # The removal of what the migration wrote follows the recorded rollback.
+    await eventually(hass, lambda: not entry.runtime_data.migration.state.ledger.removal_pending)
     await hass.config_entries.async_unload(entry.entry_id)
 
     legacy_after, optimized_after = await read_layouts(influxd, database)
