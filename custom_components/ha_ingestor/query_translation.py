@@ -147,6 +147,25 @@ class LegacyCatalog:
             )
         return cls(measurements)
 
+    @classmethod
+    def from_series(
+        cls,
+        domain_series: Iterable[Mapping[str, Any]],
+        entity_series: Mapping[str, Iterable[Mapping[str, Any]]],
+    ) -> "LegacyCatalog":
+        """Build from the answers of :data:`CATALOG_DOMAINS_QUERY` and, per domain found,
+        :func:`catalog_entities_query` (InfluxDB's JSON series: name, columns, values).
+        """
+        domains: dict[str, list[str]] = {}
+        for series in domain_series:
+            domains[str(series["name"])] = [str(row[1]) for row in series.get("values") or ()]
+        entity_ids: dict[str, set[str]] = {}
+        for domain, series_list in entity_series.items():
+            for series in series_list:
+                known = entity_ids.setdefault(str(series["name"]), set())
+                known.update(f"{domain}.{row[1]}" for row in series.get("values") or ())
+        return cls.from_tag_values(domains, None, entity_ids)
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, read back by :meth:`from_dict`."""
         return {
@@ -175,6 +194,15 @@ class LegacyCatalog:
                 parts["domains"], parts["object_ids"], parts["entity_ids"]
             )
         return cls(measurements)
+
+
+# What a catalog is read with: the domains of every measurement, then per domain its entities.
+CATALOG_DOMAINS_QUERY: Final = 'SHOW TAG VALUES WITH KEY = "domain"'
+
+
+def catalog_entities_query(domain: str) -> str:
+    """The query listing, per measurement, the object ids of one domain's entities."""
+    return f'SHOW TAG VALUES WITH KEY = "entity_id" WHERE "domain" = {quote_string(domain)}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -1265,10 +1293,13 @@ class _Where:
             )
         if base in IDENTITY_ATTRIBUTES:
             legacy = translator.legacy
-            if base == legacy.measurement_attr or (
+            names_measurement = base == legacy.measurement_attr or (
                 base == DEVICE_CLASS
                 and legacy.measurement_attr == MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS
-            ):
+            )
+            if names_measurement and not legacy.override_measurement:
+                if translator._override_targets:
+                    raise Refusal(f"only entities with an override_measurement have a field {name}")
                 raise Refusal(f"legacy points have no field {name}: {base} names the measurement")
             translator._attribute_usable(base)
             if operator == "=" and text and not variables_in(text):
@@ -1472,12 +1503,14 @@ def translate_query(
 
 
 __all__ = [
+    "CATALOG_DOMAINS_QUERY",
     "LegacyCatalog",
     "MeasurementContents",
     "QuerySyntaxError",
     "QueryTranslator",
     "Refusal",
     "Translation",
+    "catalog_entities_query",
     "literal_set",
     "looks_like_entity_id",
     "prefix_object_id_regex",
