@@ -232,8 +232,19 @@ def quote_string(value: str) -> str:
 
 
 def quote_regex(pattern: str) -> str:
-    """A /…/ literal whose pattern is ``pattern``."""
-    return "/" + pattern.replace("/", "\\/") + "/"
+    """A /…/ literal whose pattern is ``pattern`` (an escaped slash reads back as "/")."""
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            out.append("\\/" if escaped == "/" else char + escaped)
+            index += 2
+            continue
+        out.append("\\/" if char == "/" else char)
+        index += 1
+    return "/" + "".join(out) + "/"
 
 
 # --- Syntax tree ----------------------------------------------------------------------------

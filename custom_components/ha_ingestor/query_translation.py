@@ -423,12 +423,14 @@ def literal_set(pattern: str) -> frozenset[str] | None:
     if not pattern.startswith("^") or not pattern.endswith("$") or pattern.endswith("\\$"):
         return None
     body = pattern[1:-1]
+    grouped = False
     for opening in ("(?:", "("):
         if body.startswith(opening) and _group_end(body, 0) == len(body) - 1:
-            body = body[len(opening) : -1]
+            body, grouped = body[len(opening) : -1], True
             break
     alternatives = _split_alternatives(body)
-    if alternatives is None:
+    # "^a|b$" is (^a)|(b$): only a group makes both anchors apply to every alternative.
+    if alternatives is None or (len(alternatives) > 1 and not grouped):
         return None
     names = set()
     for alternative in alternatives:
