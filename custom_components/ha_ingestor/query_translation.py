@@ -892,11 +892,12 @@ class QueryTranslator:
             contents = catalog.measurements.get(name)
             if contents is None:
                 raise Refusal(f"the legacy database has no measurement {_display(name)}")
-            if where.entity_literals is not None:
-                for object_id in where.entity_literals:
-                    candidates |= contents.domains_of(object_id)
-            else:
-                candidates |= contents.domains
+            found: set[str] = set()
+            for object_id in where.entity_literals or ():
+                found |= contents.domains_of(object_id)
+            # Entities the measurement never held match nothing either way: any domain of it
+            # gives the same (empty) answer.
+            candidates |= found or contents.domains
         if len(candidates) != 1:
             found = ", ".join(sorted(candidates)) or "none"
             raise Refusal(
