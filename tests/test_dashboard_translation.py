@@ -18,6 +18,8 @@ from custom_components.ha_ingestor.legacy_layout import LegacyOptions
 from custom_components.ha_ingestor.optimized_layout import OptimizedOptions
 from custom_components.ha_ingestor.query_translation import LegacyCatalog, QueryTranslator
 
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "grafana_legacy_dashboard.json"
 CATALOG = LegacyCatalog.from_tag_values(
@@ -349,3 +351,50 @@ def test_the_command_rejects_bad_options(tmp_path: Path) -> None:
     )
     assert completed.returncode == 2
     assert "translate-dashboard:" in completed.stderr
+
+
+def test_the_command_reads_the_catalog_from_influxdb(
+    tmp_path: Path, influxd: InfluxServer, database: str
+) -> None:
+    influxd.write(
+        "\n".join(
+            [
+                "°C,domain=sensor,entity_id=kitchen_temperature value=21 1704067200000000000",
+                "%,domain=sensor,entity_id=kitchen_humidity value=40 1704067200000000000",
+                "%,domain=input_number,entity_id=fan_speed value=50 1704067200000000000",
+                "W,domain=sensor,entity_id=fridge_power value=80 1704067200000000000",
+                "kWh,domain=sensor,entity_id=oven_energy value=3 1704067200000000000",
+            ]
+        ),
+        database,
+    )
+    catalog = tmp_path / "catalog.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "translate_dashboard.py"),
+            str(FIXTURE),
+            "-o",
+            str(tmp_path / "out.json"),
+            "--influx-url",
+            influxd.url,
+            "--database",
+            database,
+            "--username",
+            ADMIN_USER,
+            "--password",
+            ADMIN_PASSWORD,
+            "--write-catalog",
+            str(catalog),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "9 translated" in completed.stderr, completed.stderr
+    written = LegacyCatalog.from_dict(json.loads(catalog.read_text(encoding="utf-8")))
+    assert written.measurements["%"].entity_ids == {
+        "sensor.kitchen_humidity",
+        "input_number.fan_speed",
+    }
