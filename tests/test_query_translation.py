@@ -494,3 +494,8 @@ def test_query_like_text_is_translated_refused_or_a_syntax_error(text: str) -> N
     else:
         assert translation.query == text
         assert translation.warnings
+
+
+@pytest.mark.parametrize("pattern", ["a{4294967296}", "(?<=a+)b", "[z-a]"])
+def test_an_unreadable_measurement_regex_is_refused(pattern: str) -> None:
+    assert "could not be read" in _refusal(f"SELECT value FROM /{pattern}/")

@@ -692,8 +692,9 @@ class QueryTranslator:
                 "list them as ^(?:a|b)$ or translate with a catalog of the legacy database"
             )
         try:
-            compiled = re.compile(pattern)
-        except re.error as err:
+            # ASCII classes, as RE2's \d, \w and \s are.
+            compiled = re.compile(pattern, re.ASCII)
+        except (re.error, OverflowError, RecursionError) as err:
             raise Refusal(f"the measurement regex /{pattern}/ could not be read: {err}") from None
         return sorted(name for name in self.catalog.measurements if compiled.search(name))
 
@@ -1062,6 +1063,7 @@ class QueryTranslator:
 
     def _tags_attributes_for_group(self) -> list[str]:
         others = set(self.legacy.tags_attributes) - set(IDENTITY_ATTRIBUTES) - set(self.legacy.tags)
+        others |= set(self.legacy.tags) - set(self.optimized.tags)
         if others:
             raise Refusal(
                 f"GROUP BY * includes the tags {', '.join(sorted(others))}, which are not in "
