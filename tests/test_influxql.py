@@ -284,7 +284,12 @@ def _unescaped_slashes(pattern: str) -> str:
     return "".join(out)
 
 
-@given(st.text().filter(lambda text: "\n" not in text and not text.endswith("\\")))
+@given(
+    st.text().filter(
+        # "/*" opens a comment; RE2 rejects a leading "*" anyway.
+        lambda text: "\n" not in text and not text.endswith("\\") and not text.startswith("*")
+    )
+)
 def test_regex_literals_read_back(pattern: str) -> None:
     """The same regex comes back ("\\/" and "/" mean the same to RE2)."""
     where = _select(f"SELECT v FROM m WHERE t =~ {quote_regex(pattern)}").where

@@ -116,6 +116,7 @@ class _Lexer:
                 newline = text.find("\n", self.pos)
                 self.pos = len(text) if newline < 0 else newline + 1
             elif text.startswith("/*", self.pos):
+                # Also where a regex may start: a regex cannot begin with "*" in RE2.
                 close = text.find("*/", self.pos + 2)
                 if close < 0:
                     raise QuerySyntaxError("unterminated comment", self.pos)

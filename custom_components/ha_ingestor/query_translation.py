@@ -900,10 +900,10 @@ class QueryTranslator:
             # gives the same (empty) answer.
             candidates |= found or contents.domains
         if len(candidates) != 1:
-            found = ", ".join(sorted(candidates)) or "none"
+            listed = ", ".join(sorted(candidates)) or "none"
             raise Refusal(
                 f"the entities queried in {', '.join(_display(n) for n in scope.names)} belong "
-                f"to the domains {found}: add a condition such as \"domain\" = 'sensor'"
+                f"to the domains {listed}: add a condition such as \"domain\" = 'sensor'"
             )
         (domain,) = candidates
         work.changes.append(
