@@ -1,4 +1,4 @@
-"""Service actions: rehearsal data and the migration controls."""
+"""Service actions: rehearsal data, the migration controls and query translation."""
 
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +20,11 @@ from . import IngestorConfigEntry
 from .const import DOMAIN
 from .generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
 from .influx import InfluxError
+from .influxql import QuerySyntaxError
+from .ingest import legacy_options, optimized_options
+from .legacy_catalog import async_read_catalog
 from .migration_model import ConfigError, MigrationConfig, Strategy
+from .query_translation import QueryTranslator
 from .rehearsal import async_fire_live, async_write_history
 
 ATTR_CONFIG_ENTRY_ID = "config_entry_id"
@@ -31,6 +35,7 @@ SERVICE_PAUSE_MIGRATION = "pause_migration"
 SERVICE_RESUME_MIGRATION = "resume_migration"
 SERVICE_ROLLBACK = "rollback"
 SERVICE_VALIDATE_MIGRATION = "validate_migration"
+SERVICE_TRANSLATE_QUERY = "translate_query"
 
 # Live events go through HA's state machine one by one; more than this belongs in history.
 MAX_LIVE_EVENTS = 200_000
@@ -91,6 +96,15 @@ ROLLBACK_SCHEMA = vol.Schema(
 )
 
 ENTRY_ONLY_SCHEMA = vol.Schema(_ENTRY)
+
+TRANSLATE_SCHEMA = vol.Schema(
+    {
+        **_ENTRY,
+        vol.Required("query"): cv.string,
+        vol.Optional("use_database", default=True): cv.boolean,
+        vol.Optional("entity_variables", default=[]): vol.All(cv.ensure_list, [cv.string]),
+    }
+)
 
 
 def _entry(hass: HomeAssistant, call: ServiceCall) -> IngestorConfigEntry:
@@ -258,6 +272,31 @@ async def _async_validate(call: ServiceCall) -> ServiceResponse:
     return await entry.runtime_data.migration.async_validate()
 
 
+async def _async_translate(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    catalog = None
+    if call.data["use_database"]:
+        try:
+            catalog = await async_read_catalog(entry.runtime_data.client)
+        except InfluxError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="catalog_failed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+    translator = QueryTranslator(
+        legacy_options(entry.options),
+        optimized_options(entry.options),
+        catalog,
+        entity_variables=[name.lstrip("$") for name in call.data["entity_variables"]],
+    )
+    try:
+        translation = translator.translate(call.data["query"])
+    except QuerySyntaxError as err:
+        raise _invalid("invalid_query", error=err) from err
+    return translation.as_dict()
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register every service action of the integration."""
@@ -268,6 +307,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_RESUME_MIGRATION, _async_resume, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_ROLLBACK, _async_rollback, ROLLBACK_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_VALIDATE_MIGRATION, _async_validate, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_TRANSLATE_QUERY, _async_translate, TRANSLATE_SCHEMA, SupportsResponse.ONLY),
     ):
         hass.services.async_register(
             DOMAIN, name, handler, schema=schema, supports_response=response
