@@ -43,8 +43,8 @@ from .const import (
     WriteMode,
 )
 from .influx import InfluxClient
-from .legacy_layout import LegacyLayout, LegacyOptions
-from .line_protocol import Point
+from .legacy_layout import LegacyLayout, LegacyOptions, core_encoder
+from .line_protocol import Point, encode
 from .migration_ledger import Layout, Recording
 from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
 from .retry import RetryPolicy
@@ -365,11 +365,12 @@ class Ingestion:
         )
 
     async def _writer(self, recording: Recording) -> PointWriter[StateChange]:
-        to_point = (
-            legacy_converter(self.legacy_layout)
-            if recording.layout is Layout.LEGACY
-            else optimized_converter(self.optimized_layout.options)
-        )
+        if recording.layout is Layout.LEGACY:
+            to_point = legacy_converter(self.legacy_layout)
+            to_line = core_encoder(self._client.settings.api_version)
+        else:
+            to_point = optimized_converter(self.optimized_layout.options)
+            to_line = encode
         directory = self._storage_dir / spool_directory_name(recording)
         await self._hass.async_add_executor_job(_claim_spool, directory, recording)
         writer = PointWriter(
@@ -382,6 +383,7 @@ class Ingestion:
             on_change=self._stats_changed,
             to_point=to_point,
             time_of=_state_change_time,
+            to_line=to_line,
         )
         writer.start()
         return writer

@@ -26,7 +26,14 @@ from homeassistant.helpers.entity_values import EntityValues
 from homeassistant.helpers.state import state_as_number
 import voluptuous as vol
 
-from .line_protocol import FieldValue, Point
+from .influx import ApiVersion
+from .line_protocol import (
+    Encoder,
+    FieldValue,
+    Point,
+    encode_like_core_v1,
+    encode_like_core_v2,
+)
 
 MEASUREMENT_ATTR_UNIT: Final = "unit_of_measurement"
 MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS: Final = "domain__device_class"
@@ -202,6 +209,12 @@ class LegacyOptions:
     def fallback_measurement(self, entity_id: str) -> str:
         """The measurement used when ``measurement_attr`` gives nothing."""
         return self.default_measurement or entity_id
+
+
+def core_encoder(api_version: ApiVersion) -> Encoder:
+    """The line encoding of core's client for this server version: what the legacy writer
+    sends, so the server stores what it stores for core."""
+    return encode_like_core_v1 if api_version is ApiVersion.V1 else encode_like_core_v2
 
 
 def to_time_ns(moment: datetime) -> int:

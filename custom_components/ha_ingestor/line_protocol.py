@@ -1,16 +1,25 @@
 """InfluxDB line protocol: the one place that turns points into bytes for the server.
 
-Line protocol cannot carry every string in every position. Names (measurement, tag keys and
-values, field keys) cannot hold a line break, and a backslash in front of a separator is read
-as an escape; such names are made representable by :func:`sanitize_name`, so one point always
-stays one line. String field values can carry any text and round-trip unchanged.
+Two kinds of encoding live here:
+
+- :func:`encode`, ours (the optimized layout, rollups, the backfill): every name is made
+  representable by :func:`sanitize_name` (one point always stays one line and reads back
+  exactly), and string field values carry any text unchanged.
+- :func:`encode_like_core_v1` and :func:`encode_like_core_v2`, the bytes HA core's
+  ``influxdb`` integration sends through its client libraries, so the legacy layout stores
+  what core stores. Core's 1.x client writes a backslash in a name doubled and a line break as
+  backslash + ``n`` everywhere, and InfluxDB 1.x undoes only line protocol's own escapes, so
+  what the server keeps is not the attribute's text: :func:`name_from_stored` reads a stored
+  name back, and :func:`as_stored_text` is the one form of a text value that a real line break
+  and a typed backslash + ``n`` share once stored.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 import math
 import re
+from typing import Final
 
 type FieldValue = float | int | bool | str
 
@@ -109,6 +118,236 @@ def encode_batch(points: Iterable[Point]) -> bytes:
     """Encode points as one write body; points with nothing writable are skipped."""
     lines = [line for point in points if (line := encode(point)) is not None]
     return "\n".join(lines).encode()
+
+
+type Encoder = Callable[[Point], str | None]
+
+
+# HA core's clients ------------------------------------------------------------------------------
+#
+# The escaping of core's 1.x client (``influxdb`` 5.3.1, ``line_protocol.make_line``): names
+# escape backslash, space, comma, "=" and a line break; string values backslash, the double
+# quote and a line break. InfluxDB 1.x unescapes in names only space, comma and "=", in string
+# values only the backslash and the quote, so a name keeps its doubled backslashes and every
+# line break is kept as backslash + "n" (checked against influxd in tests/test_core_bytes.py).
+_CORE_V1_NAME: Final = str.maketrans(
+    {"\\": "\\\\", " ": "\\ ", ",": "\\,", "=": "\\=", "\n": "\\n"}
+)
+_CORE_V1_STRING: Final = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+# Names core's 1.x line loses or garbles on InfluxDB 1.x: the server reads "\\" followed by a
+# separator as an escaped separator, so a name ending in a backslash makes the line
+# unparsable (the point is refused), and in a measurement a backslash before a space, comma,
+# "=" or quote (in a field key: before a quote) leaves a series without readable fields. Ours
+# writes a slash for that backslash instead, the same repair sanitize_name makes.
+_CORE_V1_MEASUREMENT_LOST: Final = re.compile(r'\\(?=[ ,="]|\Z)')
+_CORE_V1_FIELD_KEY_LOST: Final = re.compile(r'\\(?="|\Z)')
+_CORE_V1_TAG_LOST: Final = re.compile(r"\\\Z")
+
+
+@lru_cache(maxsize=65_536)
+def _core_v1_measurement(name: str) -> str:
+    if "\\" in name:
+        name = _CORE_V1_MEASUREMENT_LOST.sub("/", name)
+    if name.startswith("#"):
+        # Core's line would start a comment, and the point would be lost.
+        name = "_" + name
+    return name.translate(_CORE_V1_NAME)
+
+
+@lru_cache(maxsize=65_536)
+def _core_v1_tag(name: str) -> str:
+    if name.endswith("\\"):
+        name = _CORE_V1_TAG_LOST.sub("/", name)
+    return name.translate(_CORE_V1_NAME)
+
+
+@lru_cache(maxsize=65_536)
+def _core_v1_field_key(name: str) -> str:
+    if "\\" in name:
+        name = _CORE_V1_FIELD_KEY_LOST.sub("/", name)
+    return name.translate(_CORE_V1_NAME)
+
+
+def _core_v1_value(value: FieldValue) -> str | None:
+    if isinstance(value, str):
+        return '"' + value.translate(_CORE_V1_STRING) + '"'
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int):
+        return f"{value}i"
+    if math.isnan(value) or math.isinf(value):
+        # Core sends "nan"/"inf", which the server refuses with the whole point.
+        return None
+    return repr(value)
+
+
+def encode_like_core_v1(point: Point) -> str | None:
+    """The line HA core's 1.x client sends for ``point``; ``None`` when nothing is writable.
+
+    Byte for byte ``influxdb.line_protocol.make_line`` (tags and fields sorted, empty tag
+    values left out), except where core's line would be refused or garbled by the server:
+    a non-finite field is left out (core loses the whole point), a measurement starting with
+    ``#`` gets a leading ``_``, and a backslash that would be read as escaping a separator
+    becomes a slash (see above).
+    """
+    fields = []
+    for key in sorted(point.fields):
+        if key and (value := _core_v1_value(point.fields[key])) is not None:
+            fields.append(f"{_core_v1_field_key(key)}={value}")
+    if not fields or not point.measurement:
+        return None
+    parts = [_core_v1_measurement(point.measurement)]
+    for key in sorted(point.tags):
+        value = point.tags[key]
+        if key and value:
+            parts.append(f"{_core_v1_tag(key)}={_core_v1_tag(value)}")
+    return f"{','.join(parts)} {','.join(fields)} {point.time_ns}"
+
+
+# The escaping of core's 2.x client (``influxdb-client`` 1.24, ``Point.to_line_protocol``):
+# names escape comma, space and "=" (not in measurements) and write line break, tab and
+# carriage return as "\n", "\t" and "\r"; backslashes stay single; a tag value ending in a
+# backslash gets a space appended; string values escape the quote and the backslash only.
+_CORE_V2_MEASUREMENT: Final = str.maketrans(
+    {",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_CORE_V2_KEY: Final = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+_CORE_V2_STRING: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+def _core_v2_value(value: FieldValue) -> str | None:
+    if isinstance(value, str):
+        return '"' + value.translate(_CORE_V2_STRING) + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if not math.isfinite(value):
+        return None
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def encode_like_core_v2(point: Point) -> str | None:
+    """The line HA core's 2.x client sends for ``point``; ``None`` when nothing is writable.
+
+    Byte for byte ``influxdb_client`` ``Point.to_line_protocol`` at nanosecond precision.
+    Not checked against a real InfluxDB 2.x server (none can run here).
+    """
+    fields = []
+    for key in sorted(point.fields):
+        if (value := _core_v2_value(point.fields[key])) is not None:
+            fields.append(f"{key.translate(_CORE_V2_KEY)}={value}")
+    if not fields or not point.measurement:
+        return None
+    parts = [point.measurement.translate(_CORE_V2_MEASUREMENT)]
+    for key in sorted(point.tags):
+        value = point.tags[key]
+        tag = key.translate(_CORE_V2_KEY)
+        text = value.translate(_CORE_V2_KEY)
+        if text.endswith("\\"):
+            text += " "
+        if tag and text:
+            parts.append(f"{tag}={text}")
+    return f"{','.join(parts)} {','.join(fields)} {point.time_ns}"
+
+
+# Reading back what core's clients stored ---------------------------------------------------------
+
+# In a stored name, "\\" is a backslash and "\n", "\t", "\r" a control character (1.x keeps
+# core's escapes of them; only the 2.x client writes the last two). Scanned left to right, so
+# the pair "\\" is read before what follows it.
+_STORED_ESCAPE: Final = re.compile(r"\\([\\ntr])")
+_STORED_CHARACTERS: Final = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+@lru_cache(maxsize=65_536)
+def name_from_stored(name: str) -> str:
+    """The text of a name as core's client stored it (a measurement, tag key or value, field
+    key): the inverse of what the server keeps of core's escaping.
+
+    A name written by core's 1.x client reads back exactly (or with the slash the repairs of
+    :func:`encode_like_core_v1` put in); one without a backslash is returned unchanged.
+    """
+    if "\\" not in name:
+        return name
+    return _STORED_ESCAPE.sub(lambda match: _STORED_CHARACTERS[match.group(1)], name)
+
+
+def measurement_from_stored(name: str) -> str:
+    """The text of a measurement core's client stored: :func:`name_from_stored`, and the ``_``
+    put before a leading ``#`` taken off again."""
+    name = name_from_stored(name)
+    return name[1:] if name.startswith("_#") else name
+
+
+@lru_cache(maxsize=4_096)
+def read_back_tag(name: str) -> str:
+    """The name a tag key or value core's 1.x client writes has when read back."""
+    return _CORE_V1_TAG_LOST.sub("/", name) if name.endswith("\\") else name
+
+
+@lru_cache(maxsize=4_096)
+def read_back_field_key(name: str) -> str:
+    """The name a field key core's 1.x client writes has when read back."""
+    return _CORE_V1_FIELD_KEY_LOST.sub("/", name) if "\\" in name else name
+
+
+def stored_name(name: str) -> str:
+    """The name InfluxDB 1.x keeps for a field key or tag core's 1.x client writes."""
+    return name.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def as_stored_text(text: str) -> str:
+    """``text`` as InfluxDB 1.x keeps a string field value core's 1.x client wrote.
+
+    A line break is kept as backslash + ``n``, the same as a typed backslash + ``n``: once
+    stored the two cannot be told apart, so wherever a layout writes text it writes this form,
+    which the backfill reads back unchanged from core's history.
+    """
+    return text.replace("\n", "\\n") if "\n" in text else text
+
+
+_UNESCAPED_BLANKS: Final = "\t\x00"
+
+
+def stored_by_influxdb_v1(point: Point) -> Point | None:
+    """What InfluxDB 1.x gives back for ``point`` sent by :func:`encode_like_core_v1`.
+
+    A model of the server (checked against influxd in tests/test_core_bytes.py): names as the
+    server keeps core's escaping, string values in :func:`as_stored_text` form, empty tags
+    and non-finite numbers gone, a field named "time" dropped, tabs and NULs starting the
+    measurement or the first field key dropped; ``None`` when nothing is stored (no field is
+    left, or a tag is named "time", which refuses the point).
+    """
+    measurement = point.measurement
+    if "\\" in measurement:
+        measurement = _CORE_V1_MEASUREMENT_LOST.sub("/", measurement)
+    if measurement.startswith("#"):
+        measurement = "_" + measurement
+    tags = {
+        stored_name(read_back_tag(key)): stored_name(read_back_tag(value))
+        for key, value in point.tags.items()
+        if key and value
+    }
+    fields: dict[str, FieldValue] = {}
+    for key in sorted(point.fields):
+        value = point.fields[key]
+        if not key or (isinstance(value, float) and not math.isfinite(value)):
+            continue
+        name = stored_name(read_back_field_key(key))
+        if not fields:
+            # The parser skips white space before the fields: tabs and NULs are not escaped.
+            name = name.lstrip(_UNESCAPED_BLANKS)
+        fields[name] = as_stored_text(value) if isinstance(value, str) else value
+    fields.pop("time", None)
+    # Likewise before the measurement.
+    measurement = measurement.lstrip(_UNESCAPED_BLANKS)
+    if not fields or not measurement or "time" in tags:
+        return None
+    return Point(stored_name(measurement), tags, fields, point.time_ns)
 
 
 # A line as line_protocol.encode writes it: the series key (no unescaped space), the fields,

@@ -58,7 +58,17 @@ from .legacy_layout import (
     state_fields,
     to_time_ns,
 )
-from .line_protocol import FieldValue, Point, encode
+from .line_protocol import (
+    FieldValue,
+    Point,
+    as_stored_text,
+    encode,
+    measurement_from_stored,
+    name_from_stored,
+    read_back_field_key,
+    read_back_tag,
+    stored_name,
+)
 
 type AttributeType = type[float] | type[str]
 type AreaLookup = Callable[[str], str | None]
@@ -173,13 +183,14 @@ def _number_text(number: float) -> str | None:
 
 
 def _tag_text(text: str) -> str | None:
-    """A tag from text: numbers canonical, "None" and empty text no tag."""
+    """A tag from text: numbers canonical, "None" and empty text no tag, a line break as
+    the backslash + "n" core's history holds (see ``as_stored_text``)."""
     if text in ("", "None"):
         return None
     try:
         number = float(text)
     except ValueError:
-        return text
+        return as_stored_text(text)
     return _number_text(number)
 
 
@@ -213,7 +224,7 @@ def attribute_text(value: object) -> str | None:
     text = str(value)
     if text in ("", "None") or _reads_as_number(text):
         return None
-    return text
+    return as_stored_text(text)
 
 
 def _attribute_value(value: object, kind: AttributeType) -> FieldValue | None:
@@ -249,7 +260,7 @@ class OptimizedLayout:
         if value is not None and math.isfinite(value):
             fields["value"] = value
         if state_text is not None:
-            fields["state"] = state_text
+            fields["state"] = as_stored_text(state_text)
         allowed = self._allowed
         for name, attribute in attributes.items():
             if (
@@ -302,7 +313,7 @@ def _legacy_identity(
 ) -> str | None:
     """Invert the legacy rules for where a unit, device class or friendly name went."""
     if name in options.tags_attributes:
-        tag = legacy.tags.get(name)
+        tag = legacy.tags.get(read_back_tag(name))
         return _tag_text(tag) if tag else None
     if not measurement_overridden:
         measurement = legacy.measurement
@@ -321,22 +332,62 @@ def _legacy_identity(
             return _tag_text(measurement[len(prefix) :])
     # A text field exists exactly when the value was not a number; an attribute literally
     # named "<name>_str" can only write a number there.
-    text = legacy.fields.get(f"{name}_str")
+    number_key, text_key = _legacy_field_keys(name)
+    text = legacy.fields.get(text_key)
     if isinstance(text, str):
         return _tag_text(text)
-    number = _stored_number(legacy.fields.get(name))
+    number = _stored_number(legacy.fields.get(number_key))
     return None if number is None else _number_text(number)
+
+
+@lru_cache(maxsize=1024)
+def _legacy_field_keys(name: str) -> tuple[str, str]:
+    """The keys of an attribute's number and text fields in a legacy point read back."""
+    return read_back_field_key(name), read_back_field_key(f"{name}_str")
+
+
+def _stored_field_keys(name: str) -> set[str]:
+    """The keys the server holds an attribute's legacy fields under: as written by core's
+    1.x client, by its 2.x client, and unescaped (older data of ours)."""
+    keys = set()
+    for key in (name, f"{name}_str"):
+        keys |= {
+            key,
+            stored_name(read_back_field_key(key)),
+            key.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r"),
+        }
+    return keys
+
+
+def _names_read_back(legacy: Point) -> Point:
+    """The legacy point with its names as the attribute texts core wrote (see
+    ``name_from_stored``); string values stay as stored."""
+    measurement = measurement_from_stored(legacy.measurement)
+    tags = legacy.tags
+    # A tag the row lacks reads back as null.
+    if any("\\" in key or (value and "\\" in value) for key, value in tags.items()):
+        tags = {
+            name_from_stored(key): name_from_stored(value) if value else value
+            for key, value in tags.items()
+        }
+    fields = legacy.fields
+    if any("\\" in key for key in fields):
+        fields = {name_from_stored(key): value for key, value in fields.items()}
+    if measurement is legacy.measurement and tags is legacy.tags and fields is legacy.fields:
+        return legacy
+    return Point(measurement, tags, fields, legacy.time_ns)
 
 
 def _legacy_attribute(
     name: str, kind: AttributeType, legacy: Point, options: LegacyOptions
 ) -> FieldValue | None:
     if name in options.tags_attributes:
-        tag = legacy.tags.get(name)
+        tag = legacy.tags.get(read_back_tag(name))
         return _attribute_value(tag, kind) if tag else None
+    number_key, text_key = _legacy_field_keys(name)
     if kind is float:
-        return _stored_number(legacy.fields.get(name))
-    text = legacy.fields.get(f"{name}_str")
+        return _stored_number(legacy.fields.get(number_key))
+    text = legacy.fields.get(text_key)
     return attribute_text(text) if isinstance(text, str) else None
 
 
@@ -350,8 +401,9 @@ def to_optimized(
 
     Gives what :meth:`OptimizedLayout.point` gives for the same state (see the module
     docstring for the cases the legacy layout cannot tell apart); ``None`` when the point has
-    no entity or nothing to write.
+    no entity or nothing to write. ``legacy`` is the point as the server gives it back.
     """
+    legacy = _names_read_back(legacy)
     legacy_tags = legacy.tags
     legacy_fields = legacy.fields
     domain = legacy_tags.get("domain")
@@ -371,6 +423,7 @@ def to_optimized(
             state_text = None
         except ValueError:
             value = _state_number(state_text)
+            state_text = as_stored_text(state_text)
     else:
         value = _stored_number(legacy_fields.get("value"))
         state_text = None
@@ -404,7 +457,9 @@ def to_optimized(
         tags["area"] = area
     # A missing or empty instance tag (older data) takes the configured value.
     global_tags = {
-        key: (legacy_tags.get(key) or configured) if key in legacy_options.tags else configured
+        key: (legacy_tags.get(read_back_tag(key)) or configured)
+        if key in legacy_options.tags
+        else configured
         for key, configured in optimized_options.tags.items()
     }
     return Point(domain, _finished_tags(tags, global_tags), fields, legacy.time_ns)
@@ -435,7 +490,7 @@ class LegacyTransform:
         reading only these saves the server most of the work of a bulk read.
         """
         names = {*self.optimized_options.allowed_attributes, *IDENTITY_ATTRIBUTES}
-        return frozenset({"value", "state", *names, *(f"{name}_str" for name in names)})
+        return frozenset({"value", "state"}.union(*map(_stored_field_keys, names)))
 
     def series_encoder(
         self, fields: Sequence[str], point_of: Callable[[Sequence[Any]], Point | None]

@@ -14,8 +14,7 @@ from homeassistant.core import HomeAssistant, State
 
 from .generator import GeneratedState, GeneratorConfig, generate
 from .influx import InfluxClient
-from .legacy_layout import LegacyLayout
-from .line_protocol import encode
+from .legacy_layout import LegacyLayout, core_encoder
 
 TEST_ENTITY_PREFIX = "ha_ingestor_test_"
 HISTORY_BATCH = 5_000
@@ -100,6 +99,8 @@ async def async_write_history(
                 raise error
         writes.append(asyncio.create_task(_write("\n".join(lines).encode())))
 
+    # Written as core's client writes it: the history a migration meets.
+    encode = core_encoder(client.settings.api_version)
     lines: list[str] = []
     try:
         for index, generated in enumerate(generate(config), start=1):

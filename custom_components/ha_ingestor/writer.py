@@ -18,7 +18,7 @@ import logging
 from typing import cast
 
 from .influx.errors import CannotConnect, DatabaseNotFound, InvalidAuth, PointsRejected
-from .line_protocol import Point, encode, split_lines
+from .line_protocol import Encoder, Point, encode, split_lines
 from .retry import CircuitState, RetryPolicy
 from .spool import DeadLetterFile, Segment, SegmentDamaged, Spool, SpoolError
 
@@ -81,7 +81,7 @@ class _Encoded:
 
 
 def _encode_items[T](
-    items: list[T], to_point: ToPoint[T], ahead: list[bytes] | None = None
+    items: list[T], to_point: ToPoint[T], to_line: Encoder, ahead: list[bytes] | None = None
 ) -> _Encoded:
     """Convert and encode items after the lines encoded ahead; with ``ahead``, also join them
     into the batch's body. Runs in a worker thread, so it touches no writer state."""
@@ -91,7 +91,7 @@ def _encode_items[T](
     for item in items:
         try:
             point = to_point(item)
-            line = None if point is None else encode(point)
+            line = None if point is None else to_line(point)
         except Exception as err:  # a value with no encoding, or a bug: lose this item only
             failures.append((repr(item), err))
             continue
@@ -158,7 +158,8 @@ class PointWriter[T = Point]:
 
     - ``enqueue`` is synchronous and O(1): safe to call from an event-bus callback. It takes
       points, or items of any kind when a ``to_point`` converter is given; the converter runs
-      in the loop's default executor, a chunk at a time, so it must be thread-safe.
+      in the loop's default executor, a chunk at a time, so it must be thread-safe. Points
+      become lines through ``to_line`` (ours unless told: the legacy layout sends core's).
     - A batch goes out when ``batch_size`` points are queued or ``flush_interval`` seconds after
       the first of them, with up to ``concurrent_writes`` writes in flight. Meanwhile every
       ``encode_chunk`` items are converted ahead, so the items (Home Assistant states) are
@@ -206,6 +207,7 @@ class PointWriter[T = Point]:
         on_change: StatsListener | None = None,
         to_point: ToPoint[T] | None = None,
         time_of: TimeOf[T] | None = None,
+        to_line: Encoder = encode,
     ) -> None:
         if batch_size < 1 or concurrent_writes < 1 or max_queue < batch_size:
             raise ValueError(
@@ -227,6 +229,7 @@ class PointWriter[T = Point]:
         self._stats_interval = stats_interval
         self._on_change = on_change
         self._to_point = to_point if to_point is not None else cast(ToPoint[T], _itself)
+        self._to_line = to_line
         self._time_of = time_of if time_of is not None else cast(TimeOf[T], _time_ns)
 
         self._queue: list[T] = []
@@ -567,7 +570,7 @@ class PointWriter[T = Point]:
         # Counted as in memory while a worker thread encodes them, and after.
         self._batched_points += taken
         self._changed()
-        encoded = await self._off_loop(_encode_items, items, self._to_point)
+        encoded = await self._off_loop(_encode_items, items, self._to_point, self._to_line)
         self._batched_points -= taken - len(encoded.lines)
         self._ahead += encoded.lines
         self._ahead_oldest = _earliest(self._ahead_oldest, encoded.oldest_ns)
@@ -592,7 +595,9 @@ class PointWriter[T = Point]:
         taken = len(items)
         self._batched_points += taken
         self._changed()
-        encoded = await self._off_loop(_encode_items, items, self._to_point, ahead)
+        encoded = await self._off_loop(
+            _encode_items, items, self._to_point, self._to_line, ahead
+        )
         self._batched_points -= taken + encoded_ahead - len(encoded.lines)
         self._report(encoded.failures)
         if not encoded.lines:
