@@ -178,7 +178,9 @@ def stored(influxd: InfluxServer, database: str, where: str = "") -> list[Point]
 def _comparable(points: list[Point | None]) -> list[Point]:
     return sorted(
         (
-            Point(p.measurement, dict(p.tags), {k: _number(v) for k, v in p.fields.items()}, p.time_ns)
+            Point(
+                p.measurement, dict(p.tags), {k: _number(v) for k, v in p.fields.items()}, p.time_ns
+            )
             for p in points
             if p is not None
         ),
@@ -208,7 +210,8 @@ def write_both(
         client.write_points(core_json)
     except InfluxDBClientError as err:
         # A line the server refuses fails core's whole request; the others are stored.
-        assert err.code == 400, err
+        if err.code != 400:
+            raise
     finally:
         client.close()
     ours = [layout.point(state, time) for state, time in zip(states, times, strict=True)]
@@ -363,7 +366,7 @@ def test_core_and_ours_store_the_same_points_for_any_state(
         for index, (text, attributes) in enumerate(examples)
     ]
     ours = write_both(influxd, core_db, ours_db, {"tags_attributes": ["folder"]}, entity_states)
-    where = f"WHERE \"entity_id\" =~ /^fuzz_{number}_/"
+    where = f'WHERE "entity_id" =~ /^fuzz_{number}_/'
     core = stored(influxd, core_db, where)
     assert stored(influxd, ours_db, where) == core
     assert core == _comparable(list(map(_stored_model, ours)))

@@ -26,7 +26,12 @@ from custom_components.ha_ingestor.influx import (
     create_client,
 )
 from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
+from custom_components.ha_ingestor.line_protocol import (
+    Point,
+    encode,
+    encode_batch,
+    encode_like_core_v1,
+)
 from custom_components.ha_ingestor.migration_engine import (
     Backfill,
     BackfillOutcome,
@@ -113,7 +118,7 @@ def _history(count: int, days: int, seed: int, entities: int | None = None) -> H
     lines, times = [], []
     for state, time_fired in _states(config):
         point = layout.point(state, time_fired)
-        if point is not None and (line := encode(point)) is not None:
+        if point is not None and (line := encode_like_core_v1(point)) is not None:
             lines.append(line)
             times.append(point.time_ns)
     return History(config, lines, times)

@@ -400,9 +400,7 @@ KEYS = [
 ]
 ENTITY_IDS = ["sensor.kitchen", "sensor.power", "light.hall", "climate.living", "switch.plug"]
 # Line protocol's special characters often: core's client escapes them, the server keeps some.
-texts = st.text(
-    st.one_of(st.characters(), st.sampled_from(list('\\\n\t\r" ,=#'))), max_size=10
-)
+texts = st.text(st.one_of(st.characters(), st.sampled_from(list('\\\n\t\r" ,=#'))), max_size=10)
 names = st.one_of(*[st.sampled_from(KEYS)] * 4, texts.filter(bool))
 values = st.one_of(
     st.none(),

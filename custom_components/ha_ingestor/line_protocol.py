@@ -114,6 +114,29 @@ def encode(point: Point) -> str | None:
     return f"{','.join(parts)} {','.join(fields)} {point.time_ns}"
 
 
+def as_written(point: Point) -> Point:
+    """What InfluxDB gives back for ``point`` written by :func:`encode` (numbers aside: JSON
+    reads 12.0 as 12): names as :func:`sanitize_name` makes them, empty tags and keys and
+    non-finite numbers gone."""
+    measurement = sanitize_name(point.measurement)
+    if measurement.startswith("#"):
+        measurement = "_" + measurement
+    return Point(
+        measurement,
+        {
+            sanitize_name(key): sanitize_name(value)
+            for key, value in point.tags.items()
+            if key and value
+        },
+        {
+            sanitize_name(key): value
+            for key, value in point.fields.items()
+            if key and not (isinstance(value, float) and not math.isfinite(value))
+        },
+        point.time_ns,
+    )
+
+
 def encode_batch(points: Iterable[Point]) -> bytes:
     """Encode points as one write body; points with nothing writable are skipped."""
     lines = [line for point in points if (line := encode(point)) is not None]

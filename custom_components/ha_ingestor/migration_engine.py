@@ -29,7 +29,7 @@ from .influx import (
     QueryFailed,
     SeriesBlock,
 )
-from .line_protocol import Point, tag_value
+from .line_protocol import FieldValue, Point, as_written, encode, tag_value
 from .migration_ledger import (
     Deletion,
     Span,
@@ -43,6 +43,7 @@ from .migration_model import (
     EntityMismatch,
     MigrationConfig,
     MigrationState,
+    MismatchExample,
     QueryTiming,
     SourceSeries,
     SourceSummary,
@@ -85,6 +86,12 @@ _READERS: Final = 2
 # The validation sample's unit of time (weeks from the epoch), and how many are compared at once.
 _SAMPLE_SPAN_NS: Final = 7 * DAY_NS
 _COMPARING_SPANS: Final = 2
+# Live pairs are read this much of the dual-write window at a time (memory stays bounded).
+_LIVE_CHUNK_NS: Final = 6 * HOUR_NS
+# Points this recent may still be on their way to one layout: live pairs stop short of them.
+LIVE_SETTLE_NS: Final = 30 * 10**9
+# Differences shown as examples in a validation result.
+_EXAMPLES: Final = 10
 # Rows converted between two turns of the event loop (a few milliseconds of work).
 _SLICE_ROWS: Final = 256
 
@@ -906,11 +913,21 @@ class Validator:
       together; 1.0 when everything compared is identical.
     - Representative dashboard queries are timed against both layouts (median of a few runs).
 
+    - Live pairs: from the cutover both layouts are recorded live for the same states. For
+      every state recorded in both (legacy points and optimized point at the same entity and
+      time, up to ``live_until_ns``), ``transform`` of the legacy points must give exactly the
+      optimized point. The backfill sample can only show that the backfill wrote what the
+      transform gives; the live pairs show whether the transform gives what the live writer
+      writes, on the user's own data, including history another writer (core's
+      ``influxdb`` integration) keeps adding to the source.
+
     Every legacy measurement is counted, not only the planned ones, so legacy points the
     backfill never saw show up as a difference. With the migration's ledger, entities whose
     legacy points the cleanup already deleted are left out, and on days that held optimized
     points before the migration the optimized layout only has to hold every legacy point
     (it may hold more). After :meth:`run`, ``compared_entities`` names the entities compared.
+    Every difference counts against the integrity score and against its entity in
+    ``mismatches`` (so it is not proven), and the first few are kept as examples.
     """
 
     def __init__(
@@ -922,8 +939,13 @@ class Validator:
         source_database: str | None = None,
         target_database: str | None = None,
         repeats: int = 3,
+        live_until_ns: int | None = None,
     ) -> None:
-        """Prepare a validation of the windows ``state`` records as copied."""
+        """Prepare a validation of the windows ``state`` records as copied.
+
+        Live pairs are compared up to ``live_until_ns`` (default: ``LIVE_SETTLE_NS`` before
+        the run starts, so points still on their way are not read half-delivered).
+        """
         self.state = state
         self._client = client
         self._transform = transform
@@ -931,6 +953,8 @@ class Validator:
         self._target_db = target_database or self._source_db
         self._repeats = max(repeats, 1)
         self._ledger = state.ledger
+        self._live_until_ns = live_until_ns
+        self._examples: list[MismatchExample] = []
         self.compared_entities: frozenset[str] = frozenset()
 
     def _protected(self, entity: str) -> tuple[Span, ...]:
@@ -960,7 +984,7 @@ class Validator:
         mismatches: dict[str, dict[str, int]] = {}
 
         def mismatch(entity: str) -> dict[str, int]:
-            return mismatches.setdefault(entity, {"days": 0, "records": 0})
+            return mismatches.setdefault(entity, {"days": 0, "records": 0, "live_pairs": 0})
 
         compared = matching = 0
         for key in legacy.keys() | optimized.keys():
@@ -1005,6 +1029,12 @@ class Validator:
                 mismatch(entity)["records"] += count
         compared += records
 
+        pairs, wrong_pairs = await self._compare_live_pairs()
+        compared += pairs
+        matching += pairs - sum(wrong_pairs.values())
+        for entity, count in wrong_pairs.items():
+            mismatch(entity)["live_pairs"] += count
+
         legacy_points, optimized_points = _points_per_entity(legacy), _points_per_entity(optimized)
         result_mismatches = {
             entity: EntityMismatch(
@@ -1012,6 +1042,7 @@ class Validator:
                 optimized_points=optimized_points.get(entity, 0),
                 mismatched_days=found["days"],
                 mismatched_records=found["records"],
+                mismatched_live_pairs=found["live_pairs"],
             )
             for entity, found in sorted(mismatches.items())
         }
@@ -1022,6 +1053,8 @@ class Validator:
             records_sampled=records,
             mismatches=result_mismatches,
             query_timings=await self._time_queries(legacy, places, start, end),
+            live_pairs_compared=pairs,
+            examples=tuple(sorted(self._examples, key=lambda e: (e.time_ns, e.entity_id))),
         )
 
     async def _legacy_counts(self, start: int, end: int) -> tuple[_Counts, dict[str, set[str]]]:
@@ -1106,9 +1139,95 @@ class Validator:
             if key not in expected and in_spans(key[1], self._protected(key[0])):
                 continue  # recorded in the optimized layout before the migration
             checked += 1
-            if want != have:
+            written = None if want is None else as_written(want)
+            if written != have:
                 wrong[key[0]] = wrong.get(key[0], 0) + 1
+                self._example(key, "backfill", [] if written is None else [written], have)
         return checked, wrong
+
+    async def _compare_live_pairs(self) -> tuple[int, dict[str, int]]:
+        """Compare the states recorded in both layouts since the cutover; (pairs compared,
+        differing pairs per entity)."""
+        cutover = self.state.cutover_ns
+        until = self._live_until_ns
+        if until is None:
+            until = time.time_ns() - LIVE_SETTLE_NS
+        if cutover is None or until <= cutover:
+            return 0, {}
+        selects = self.state.config.selects
+        fields = (
+            self._transform.fields_read if isinstance(self._transform, LegacyTransform) else None
+        )
+        # Which stretches of the window hold legacy points, and in which measurements: the
+        # window may be long (a paused migration keeps recording), most of it quiet.
+        chunks: dict[int, set[str]] = {}
+        for measurement in sorted(await legacy_measurements(self._client, self._source_db)):
+            async for _, _, row in legacy_rows(
+                self._client,
+                measurement,
+                Aggregate.COUNT,
+                selects=selects,
+                start_ns=cutover,
+                end_ns=until,
+                database=self._source_db,
+                every_ns=_LIVE_CHUNK_NS,
+            ):
+                if row.value:
+                    chunks.setdefault(row.time_ns, set()).add(measurement)
+        checked = 0
+        wrong: dict[str, int] = {}
+        for bucket, measurements in sorted(chunks.items()):
+            chunk, chunk_end = max(bucket, cutover), min(bucket + _LIVE_CHUNK_NS, until)
+            expected: dict[tuple[str, int], list[Point]] = {}
+            for measurement in sorted(measurements):
+                async for block in self._client.read_series(
+                    measurement, chunk, chunk_end, self._source_db, fields=fields
+                ):
+                    entity = legacy_entity_id(block.tags)
+                    if entity is None or not selects(entity) or self._cleaned(entity):
+                        continue
+                    for point in block.points():
+                        found = expected.setdefault((entity, point.time_ns), [])
+                        if (optimized := self._transform(point)) is not None:
+                            found.append(as_written(optimized))
+            by_domain: dict[str, set[str]] = {}
+            for entity, _ in expected:
+                by_domain.setdefault(entity.partition(".")[0], set()).add(entity)
+            actual: dict[tuple[str, int], list[Point]] = {}
+            for domain, ids in sorted(by_domain.items()):
+                async for point in self._client.read_points(
+                    domain, chunk, chunk_end, self._target_db, where={"entity_id": ids}
+                ):
+                    key = (point.tags["entity_id"], point.time_ns)
+                    actual.setdefault(key, []).append(point)
+            # A state in only one layout is not a pair: it tells nothing about the transform
+            # (its other point may still be on its way, or was never meant to be written).
+            for key in sorted(expected.keys() & actual.keys()):
+                checked += 1
+                want, have = expected[key], actual[key]
+                if sorted(map(_canonical, want)) != sorted(map(_canonical, have)):
+                    wrong[key[0]] = wrong.get(key[0], 0) + 1
+                    self._example(key, "live_pair", want, have[0] if len(have) == 1 else None)
+        return checked, wrong
+
+    def _example(
+        self, key: tuple[str, int], source: str, want: list[Point], have: Point | None
+    ) -> None:
+        if len(self._examples) >= _EXAMPLES:
+            return
+        expected = want[0] if want else None
+        # With several legacy points for one state (two writers), show the closest.
+        for candidate in want:
+            if have is not None and candidate.tags == have.tags:
+                expected = candidate
+        self._examples.append(
+            MismatchExample(
+                entity_id=key[0],
+                time_ns=key[1],
+                source=source,
+                differences=point_differences(expected, have),
+            )
+        )
 
     async def _time_queries(
         self, legacy: _Counts, places: Mapping[str, set[str]], start: int, end: int
@@ -1217,6 +1336,38 @@ class Validator:
             await query()
             timings.append((time.perf_counter() - started) * 1000)
         return statistics.median(timings)
+
+
+def point_differences(
+    expected: Point | None, stored: Point | None
+) -> dict[str, tuple[FieldValue | None, FieldValue | None]]:
+    """What differs between two points: "measurement", "tag <key>", "field <key>" →
+    (expected, stored); "point" when one of them is missing."""
+    if expected is None or stored is None:
+        return {"point": (_describe(expected), _describe(stored))}
+    differences: dict[str, tuple[FieldValue | None, FieldValue | None]] = {}
+    if expected.measurement != stored.measurement:
+        differences["measurement"] = (expected.measurement, stored.measurement)
+    for kind, want, have in (
+        ("tag", expected.tags, stored.tags),
+        ("field", expected.fields, stored.fields),
+    ):
+        for key in sorted(want.keys() | have.keys()):
+            if want.get(key) != have.get(key):
+                differences[f"{kind} {key}"] = (want.get(key), have.get(key))
+    return differences
+
+
+def _canonical(point: Point) -> tuple[object, ...]:
+    return (
+        point.measurement,
+        sorted(point.tags.items()),
+        sorted((key, repr(value)) for key, value in point.fields.items()),
+    )
+
+
+def _describe(point: Point | None) -> str | None:
+    return None if point is None else encode(point)
 
 
 def _group_by_span(sample: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:

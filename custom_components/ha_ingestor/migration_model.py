@@ -406,6 +406,9 @@ class EntityMismatch:
     mismatched_days: int = 0
     # Sampled records whose values differ.
     mismatched_records: int = 0
+    # States recorded live in both layouts whose transformed legacy point differs from the
+    # optimized point: the transform (or its options) does not fit this entity's data.
+    mismatched_live_pairs: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """JSON-safe form."""
@@ -414,6 +417,7 @@ class EntityMismatch:
             "optimized_points": self.optimized_points,
             "mismatched_days": self.mismatched_days,
             "mismatched_records": self.mismatched_records,
+            "mismatched_live_pairs": self.mismatched_live_pairs,
         }
 
     @classmethod
@@ -424,7 +428,53 @@ class EntityMismatch:
             optimized_points=int(data.get("optimized_points", 0)),
             mismatched_days=int(data.get("mismatched_days", 0)),
             mismatched_records=int(data.get("mismatched_records", 0)),
+            mismatched_live_pairs=int(data.get("mismatched_live_pairs", 0)),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MismatchExample:
+    """One record the validation found different, to show the user what differs.
+
+    ``differences`` maps "measurement", "tag <key>" or "field <key>" to (what the transform of
+    the legacy point gives, what the optimized layout holds); ``None`` where one has nothing.
+    """
+
+    entity_id: str
+    time_ns: int
+    # "live_pair": a state recorded live in both layouts; "backfill": a sampled copied record.
+    source: str
+    differences: Mapping[str, tuple[Any, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "entity_id": self.entity_id,
+            "time": _ns_to_iso(self.time_ns),
+            "time_ns": self.time_ns,
+            "source": self.source,
+            "differences": {key: list(pair) for key, pair in self.differences.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Read :meth:`as_dict` output back."""
+        return cls(
+            entity_id=str(data.get("entity_id", "")),
+            time_ns=int(data.get("time_ns", 0)),
+            source=str(data.get("source", "")),
+            differences={
+                str(key): (pair[0], pair[1])
+                for key, pair in (data.get("differences") or {}).items()
+                if isinstance(pair, list | tuple) and len(pair) == 2
+            },
+        )
+
+
+def _ns_to_iso(time_ns: int) -> str:
+    seconds, nanoseconds = divmod(time_ns, 10**9)
+    moment = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanoseconds // 1000)
+    return moment.isoformat()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -460,6 +510,10 @@ class ValidationResult:
     # Only the entities that differ, by full entity id.
     mismatches: Mapping[str, EntityMismatch] = field(default_factory=dict)
     query_timings: tuple[QueryTiming, ...] = ()
+    # States recorded in both layouts since the cutover whose points were compared.
+    live_pairs_compared: int = 0
+    # A few of the differences found, for the user to see what differs.
+    examples: tuple[MismatchExample, ...] = ()
 
     @property
     def query_time_improvement_percent(self) -> float | None:
@@ -478,6 +532,8 @@ class ValidationResult:
             "records_sampled": self.records_sampled,
             "mismatches": {entity: m.as_dict() for entity, m in self.mismatches.items()},
             "query_timings": [timing.as_dict() for timing in self.query_timings],
+            "live_pairs_compared": self.live_pairs_compared,
+            "examples": [example.as_dict() for example in self.examples],
         }
 
     @classmethod
@@ -492,6 +548,8 @@ class ValidationResult:
                 for entity, m in data.get("mismatches", {}).items()
             },
             query_timings=tuple(QueryTiming.from_dict(t) for t in data.get("query_timings", [])),
+            live_pairs_compared=int(data.get("live_pairs_compared", 0)),
+            examples=tuple(MismatchExample.from_dict(e) for e in data.get("examples", [])),
         )
 
 

@@ -416,14 +416,14 @@ def to_optimized(
     fields: dict[str, FieldValue] = {}
     # A text "state" field is always the state itself: an attribute named "state" is either a
     # number or renamed "state_str". A "value" beside it may be an attribute named "value".
-    state_text = legacy_fields.get("state")
-    if isinstance(state_text, str):
+    stored_state = legacy_fields.get("state")
+    state_text: str | None = None
+    if isinstance(stored_state, str):
         try:
-            value: float | None = float(state_text)
-            state_text = None
+            value: float | None = float(stored_state)
         except ValueError:
-            value = _state_number(state_text)
-            state_text = as_stored_text(state_text)
+            value = _state_number(stored_state)
+            state_text = as_stored_text(stored_state)
     else:
         value = _stored_number(legacy_fields.get("value"))
         state_text = None

@@ -595,9 +595,7 @@ class PointWriter[T = Point]:
         taken = len(items)
         self._batched_points += taken
         self._changed()
-        encoded = await self._off_loop(
-            _encode_items, items, self._to_point, self._to_line, ahead
-        )
+        encoded = await self._off_loop(_encode_items, items, self._to_point, self._to_line, ahead)
         self._batched_points -= taken + encoded_ahead - len(encoded.lines)
         self._report(encoded.failures)
         if not encoded.lines:
