@@ -28,7 +28,6 @@ from custom_components.ha_ingestor.influx import (
 from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
 from custom_components.ha_ingestor.line_protocol import (
     Point,
-    encode,
     encode_batch,
     encode_like_core_v1,
 )
