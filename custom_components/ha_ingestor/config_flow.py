@@ -1,8 +1,9 @@
 """Config, reauth, reconfigure and options flows for ha_ingestor."""
 
 from collections.abc import Mapping
+import copy
 import logging
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.config_entries import (
     ConfigEntry,
@@ -20,6 +21,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    ObjectSelector,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -74,8 +76,17 @@ from .const import (
     SECTION_MIGRATION,
     WriteMode,
 )
+from .core_influxdb import CoreConfig, async_find_core_config
 from .influx import ApiVersion, CannotConnect, DatabaseNotFound, InvalidAuth
+from .ingest import allowed_attributes, optimized_options
+from .legacy_layout import (
+    CONF_COMPONENT_CONFIG,
+    CONF_COMPONENT_CONFIG_DOMAIN,
+    CONF_COMPONENT_CONFIG_GLOB,
+    LegacyOptions,
+)
 from .migration_model import ConfigError, MigrationConfig
+from .optimized_layout import RESERVED_NAMES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -190,9 +201,60 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         """Options: layouts, filters, migration thresholds."""
         return HaIngestorOptionsFlow()
 
+    _core: CoreConfig | None = None
+    # A checked connection waiting for the choice of what to record (core writes there too).
+    _pending: dict[str, Any] | None = None
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask which InfluxDB version the server runs."""
-        return self.async_show_menu(step_id="user", menu_options=["influxdb_v1", "influxdb_v2"])
+        """Ask which InfluxDB version the server runs, or to copy core's influxdb settings."""
+        self._core = await async_find_core_config(self.hass)
+        options = ["influxdb_v1", "influxdb_v2"]
+        if self._core is not None:
+            options.insert(0, "import_core")
+        return self.async_show_menu(step_id="user", menu_options=options)
+
+    async def async_step_import_core(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Copy the connection, layout options and filters of core's influxdb integration."""
+        core = self._core
+        if core is None:
+            return self.async_abort(reason="core_not_configured")
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = dict(core.data)
+            errors = await _async_validate_connection(self, data)
+            if not errors:
+                await self.async_set_unique_id(unique_id(data))
+                self._abort_if_unique_id_configured()
+                options = copy.deepcopy(dict(core.options))
+                options[SECTION_INGESTION][CONF_WRITE_MODE] = user_input[CONF_WRITE_MODE]
+                return self.async_create_entry(title=_title(data), data=data, options=options)
+        return self.async_show_form(
+            step_id="import_core",
+            data_schema=_write_mode_schema(WriteMode.OPTIMIZED),
+            errors=errors,
+            description_placeholders=_core_placeholders(core),
+        )
+
+    async def async_step_core_database(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Core's influxdb integration writes this database: choose what to record first."""
+        data = self._pending
+        core = self._core
+        if data is None or core is None:
+            return self.async_abort(reason="core_not_configured")
+        if user_input is not None:
+            # Its history was written with core's options: they are what reads it back.
+            options = copy.deepcopy(dict(core.options))
+            options[SECTION_INGESTION][CONF_WRITE_MODE] = user_input[CONF_WRITE_MODE]
+            return self.async_create_entry(title=_title(data), data=data, options=options)
+        return self.async_show_form(
+            step_id="core_database",
+            data_schema=_write_mode_schema(WriteMode.OPTIMIZED),
+            description_placeholders=_core_placeholders(core),
+        )
 
     async def async_step_influxdb_v1(
         self, user_input: dict[str, Any] | None = None
@@ -216,6 +278,12 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 await self.async_set_unique_id(unique_id(data))
                 self._abort_if_unique_id_configured()
+                if self._core is None:
+                    self._core = await async_find_core_config(self.hass)
+                if self._core is not None and self._core.writes(data):
+                    # Recording the legacy layout there too would write every point twice.
+                    self._pending = data
+                    return await self.async_step_core_database()
                 return self.async_create_entry(title=_title(data), data=data)
         return self.async_show_form(
             step_id=step_id,
@@ -297,6 +365,44 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         return await self.async_step_reconfigure(user_input)
 
 
+def _write_mode_schema(default: WriteMode) -> vol.Schema:
+    return vol.Schema(
+        {
+            vol.Required(CONF_WRITE_MODE, default=default.value): SelectSelector(
+                SelectSelectorConfig(
+                    options=[mode.value for mode in WriteMode], translation_key=CONF_WRITE_MODE
+                )
+            )
+        }
+    )
+
+
+def _core_placeholders(core: CoreConfig) -> dict[str, str]:
+    """What the import copies, as text for the form."""
+    legacy = core.options.get(SECTION_LEGACY, {})
+    ingestion = core.options.get(SECTION_INGESTION, {})
+
+    def listed(values: Mapping[str, Any]) -> str:
+        return "\n".join(f"- {key}: {_shown(value)}" for key, value in values.items()) or "- —"
+
+    return {
+        "url": str(core.data.get(CONF_URL, "")),
+        "database": core.database,
+        "source": core.source,
+        "layout": listed(legacy),
+        "filters": listed(ingestion),
+        "not_copied": ", ".join(core.not_copied) or "—",
+    }
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} ({_shown(item)})" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
 def _parse_tags(lines: list[str]) -> dict[str, str] | None:
     """``key=value`` lines → dict; None when a line is malformed."""
     tags: dict[str, str] = {}
@@ -321,6 +427,11 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
             NumberSelectorConfig(min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX)
         )
 
+    # Core's YAML form, pasted as it is: {key: {override_measurement, ignore_attributes}}.
+    overrides: dict[vol.Marker, ObjectSelector] = {
+        vol.Optional(key, description=suggested(legacy, key)): ObjectSelector()
+        for key in _OVERRIDE_KEYS
+    }
     return vol.Schema(
         {
             vol.Required(SECTION_LEGACY): section(
@@ -361,6 +472,7 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             CONF_IGNORE_ATTRIBUTES,
                             description=suggested(legacy, CONF_IGNORE_ATTRIBUTES, []),
                         ): _TEXT_LIST,
+                        **overrides,
                     }
                 ),
                 {"collapsed": True},
@@ -462,9 +574,63 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
     )
 
 
-def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Turn the options form into stored options, or return per-field errors."""
+_OVERRIDE_KEYS: Final = (
+    CONF_COMPONENT_CONFIG,
+    CONF_COMPONENT_CONFIG_DOMAIN,
+    CONF_COMPONENT_CONFIG_GLOB,
+)
+# The key a row of an override list names its entity, domain or glob with (the object
+# selector's list form on newer Home Assistant releases).
+_ROW_KEYS: Final = ("entity_id", "domain", "entity_glob", "glob", "key")
+
+
+def _overrides(value: Any) -> dict[str, Any]:
+    """An override section as core's YAML holds it: key → {override_measurement, …}.
+
+    Accepts that mapping, or a list of rows each naming its key. Raises ``vol.Invalid``.
+    """
+    if isinstance(value, Mapping):
+        return {str(key).strip(): item if item is not None else {} for key, item in value.items()}
+    if isinstance(value, list):
+        found: dict[str, Any] = {}
+        for row in value:
+            if not isinstance(row, Mapping):
+                raise vol.Invalid(f"{row!r} is not a mapping")
+            named = [key for key in _ROW_KEYS if row.get(key)]
+            if len(named) != 1:
+                raise vol.Invalid(f"{dict(row)!r} names no entity, domain or glob")
+            found[str(row[named[0]]).strip()] = {
+                key: item for key, item in row.items() if key != named[0]
+            }
+        return found
+    raise vol.Invalid(f"{value!r} is not a mapping of overrides")
+
+
+def _validate_overrides(legacy: dict[str, Any]) -> tuple[str, str] | None:
+    """Normalize the three override sections in place; (error key, problem) when invalid."""
+    for key in _OVERRIDE_KEYS:
+        value = legacy.get(key)
+        if value in (None, "", [], {}):
+            legacy.pop(key, None)
+            continue
+        try:
+            overrides = _overrides(value)
+            LegacyOptions.from_options({key: overrides})
+        except vol.Invalid as err:
+            return f"invalid_{key}", str(err)
+        if not all(overrides):
+            return f"invalid_{key}", "an entry without a name"
+        legacy[key] = overrides
+    return None
+
+
+def _validate_options(
+    user_input: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Turn the options form into stored options, or return per-field errors (and the text
+    their messages show)."""
     errors: dict[str, str] = {}
+    placeholders = {"problem": ""}
     legacy = dict(user_input.get(SECTION_LEGACY, {}))
     ingestion = dict(user_input.get(SECTION_INGESTION, {}))
     migration = dict(user_input.get(SECTION_MIGRATION, {}))
@@ -474,6 +640,8 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
         errors[SECTION_LEGACY] = "invalid_tags"
     else:
         legacy[CONF_TAGS] = tags
+    if (problem := _validate_overrides(legacy)) is not None:
+        errors[SECTION_LEGACY], placeholders["problem"] = problem
 
     for key in (CONF_INCLUDE_DOMAINS, CONF_EXCLUDE_DOMAINS):
         domains = [d.strip() for d in ingestion.get(key, []) if d.strip()]
@@ -485,6 +653,10 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
         ingestion[key] = [g.strip() for g in ingestion.get(key, []) if g.strip()]
     allowlist = [a.strip() for a in ingestion.get(CONF_ATTRIBUTE_ALLOWLIST, []) if a.strip()]
     ingestion[CONF_ATTRIBUTE_ALLOWLIST] = allowlist
+    # The optimized layout's own fields and tags: an attribute of that name would collide.
+    if reserved := sorted(set(allowed_attributes(allowlist)) & RESERVED_NAMES):
+        errors[SECTION_INGESTION] = "reserved_attribute"
+        placeholders["problem"] = ", ".join(reserved)
 
     if migration[CONF_MAX_ERROR_RATE] > migration[CONF_ROLLBACK_THRESHOLD]:
         errors[SECTION_MIGRATION] = "threshold_order"
@@ -505,11 +677,15 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
     else:
         migration.pop(CONF_TARGET_DATABASE, None)
 
-    return {
-        SECTION_LEGACY: legacy,
-        SECTION_INGESTION: ingestion,
-        SECTION_MIGRATION: migration,
-    }, errors
+    options = {SECTION_LEGACY: legacy, SECTION_INGESTION: ingestion, SECTION_MIGRATION: migration}
+    if not errors:
+        # What setting up the entry builds from them: stored options must never fail it.
+        try:
+            optimized_options(options)
+        except (vol.Invalid, ValueError) as err:
+            errors["base"] = "invalid_layout_options"
+            placeholders["problem"] = str(err)
+    return options, errors, placeholders
 
 
 class HaIngestorOptionsFlow(OptionsFlow):
@@ -518,8 +694,9 @@ class HaIngestorOptionsFlow(OptionsFlow):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """One form, in collapsible sections."""
         errors: dict[str, str] = {}
+        placeholders = {"problem": ""}
         if user_input is not None:
-            options, errors = _validate_options(user_input)
+            options, errors, placeholders = _validate_options(user_input)
             if not errors:
                 return self.async_create_entry(data=options)
         return self.async_show_form(
@@ -528,4 +705,5 @@ class HaIngestorOptionsFlow(OptionsFlow):
                 _options_schema(self.config_entry.options), user_input or {}
             ),
             errors=errors,
+            description_placeholders=placeholders,
         )

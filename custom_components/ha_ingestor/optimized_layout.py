@@ -99,7 +99,7 @@ DEFAULT_ALLOWED_ATTRIBUTES: Final[Mapping[str, AttributeType]] = MappingProxyTyp
 IDENTITY_ATTRIBUTES: Final = ("device_class", "unit_of_measurement", "friendly_name")
 
 # Field and tag names of this layout that an allow-listed attribute would collide with.
-_RESERVED_NAMES: Final = frozenset({"value", "state", "entity_id", "area", *IDENTITY_ATTRIBUTES})
+RESERVED_NAMES: Final = frozenset({"value", "state", "entity_id", "area", *IDENTITY_ATTRIBUTES})
 
 _ATTRIBUTE_TYPES: Final[Mapping[str, AttributeType]] = MappingProxyType(
     {"float": float, "str": str}
@@ -133,7 +133,7 @@ class OptimizedOptions:
     def __post_init__(self) -> None:
         """Reject allow-lists that would make a field collide or change type."""
         for name, kind in self.allowed_attributes.items():
-            if name in _RESERVED_NAMES or not name:
+            if name in RESERVED_NAMES or not name:
                 raise ValueError(f"Attribute {name!r} cannot be allow-listed: name is reserved")
             if kind not in (float, str):
                 raise ValueError(f"Attribute {name!r} must be float or str, not {kind!r}")
