@@ -1207,25 +1207,36 @@ class Validator:
                 want, have = expected[key], actual[key]
                 if sorted(map(_canonical, want)) != sorted(map(_canonical, have)):
                     wrong[key[0]] = wrong.get(key[0], 0) + 1
-                    self._example(key, "live_pair", want, have[0] if len(have) == 1 else None)
+                    self._example(key, "live_pair", want, have)
         return checked, wrong
 
     def _example(
-        self, key: tuple[str, int], source: str, want: list[Point], have: Point | None
+        self, key: tuple[str, int], source: str, want: list[Point], have: Point | list[Point] | None
     ) -> None:
         if len(self._examples) >= _EXAMPLES:
             return
-        expected = want[0] if want else None
-        # With several legacy points for one state (two writers), show the closest.
-        for candidate in want:
-            if have is not None and candidate.tags == have.tags:
-                expected = candidate
+        stored = [] if have is None else [have] if isinstance(have, Point) else have
+        # With several points for one state (two writers of the legacy layout, say), show a
+        # transformed one that matches nothing stored, against the stored one closest to it.
+        unmatched = [p for p in want if _canonical(p) not in map(_canonical, stored)]
+        extra = [p for p in stored if _canonical(p) not in map(_canonical, want)]
+        if unmatched or extra:
+            expected = unmatched[0] if unmatched else None
+            candidates = extra or stored
+            found = next(
+                (
+                    p
+                    for p in candidates
+                    if expected is not None and p.tags.keys() == expected.tags.keys()
+                ),
+                candidates[0] if candidates else None,
+            )
+            differences = point_differences(expected, found)
+        else:
+            differences = {"points": (len(want), len(stored))}
         self._examples.append(
             MismatchExample(
-                entity_id=key[0],
-                time_ns=key[1],
-                source=source,
-                differences=point_differences(expected, have),
+                entity_id=key[0], time_ns=key[1], source=source, differences=differences
             )
         )
 
