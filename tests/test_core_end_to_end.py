@@ -248,6 +248,14 @@ async def test_backfilled_history_and_live_data_equal_what_core_and_the_live_wri
     # The backfill of core's history plus the migration's live points equal the live writer's.
     assert c == b
     assert len(b) == recorded
+    # The tricky inputs are really in there, in the one form both sides agree on.
+    tags = {dict(row[1])["entity_id"]: dict(row[1]) for row in c}
+    assert tags["sensor.t_note"]["friendly_name"] == "Line one\\nLine two"
+    assert tags["sensor.t_typed"]["friendly_name"] == "Line one\\nLine two"
+    assert tags["sensor.t_path"]["unit_of_measurement"] == "x\\y"
+    assert tags["sensor.t_level"]["unit_of_measurement"] == "m\\nx"
+    assert tags["sensor.t_living"]["unit_of_measurement"] == "°C"
+    assert {row[0] for row in d} >= {"x\\\\y", "living_custom", "power", "m\\nx", "a,b=c d"}
 
     result = await call(hass, "validate_migration", config_entry_id=migrating.entry_id)
     assert result["integrity_score"] == 1.0
