@@ -8,7 +8,8 @@ What lands in the database is mirrored rather than core's intermediate JSON: tag
 text both InfluxDB client libraries send (``str(value)``; ``None`` and empty values are left out),
 and the time is the exact nanosecond of ``time_fired``. One deliberate deviation: an attribute
 whose ``float()`` overflows (an integer beyond 1e308) makes core raise and lose the whole state;
-here it is stored like any other non-numeric value.
+here it is stored like any other non-numeric value. The points are sent with the escaping of
+core's client (:func:`core_encoder`), so the server stores the bytes it stores for core.
 """
 
 from collections.abc import Mapping

@@ -21,6 +21,12 @@ series. Each rule is therefore one that both sides can compute:
 - A non-finite state ("nan", "inf") gives no ``value``: InfluxDB cannot store it.
 - A global tag that the legacy options also set keeps the value the legacy point carries
   (several HA instances may share one database); other global tags take the configured value.
+- Text (the state, textual attributes, unit, device class and friendly name tags) carries a
+  line break as backslash + "n": core's history keeps a line break so, the same as a typed
+  backslash + "n", so that is the one form the backfill can give (``as_stored_text``).
+- The legacy point is the one the server gives back: its names are read back from what
+  InfluxDB keeps of core's escaping (doubled backslashes, backslash + "n"), see
+  ``line_protocol.name_from_stored``.
 
 What a legacy point cannot tell, so the two sides may differ (the property test excludes
 exactly these): ``domain``/``entity_id`` overwritten by ``tags_attributes`` or global tags; an
@@ -29,7 +35,8 @@ measurement (``default_measurement``, else the entity id) when the unit names th
 a boolean unit, device class, friendly name or allow-listed attribute that the legacy layout
 kept as text (a tag, or the measurement name), since the text "True" does not read as the
 number 1 the live side sees; an allow-listed name ending in ``_`` or ``_str``, which a renamed
-legacy field can collide with.
+legacy field can collide with; names core's client line loses or garbles on the server (the
+README's lossy corners), which it keeps repaired or stripped.
 """
 
 from collections.abc import Callable, Mapping, Sequence
