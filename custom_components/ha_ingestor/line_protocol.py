@@ -238,6 +238,27 @@ _CORE_V2_KEY: Final = str.maketrans(
     {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
 )
 _CORE_V2_STRING: Final = str.maketrans({'"': r"\"", "\\": r"\\"})
+# As on 1.x, a backslash before a separator (or ending the name) is read as an escape by the
+# server, and a line starting with "#" is a comment: core's point would be lost or garbled,
+# so ours writes a slash (a leading "_") there instead.
+_CORE_V2_MEASUREMENT_LOST: Final = re.compile(r'\\(?=[ ,"]|\Z)')
+_CORE_V2_KEY_LOST: Final = re.compile(r'\\(?=[ ,="]|\Z)')
+
+
+@lru_cache(maxsize=65_536)
+def _core_v2_measurement(name: str) -> str:
+    if "\\" in name:
+        name = _CORE_V2_MEASUREMENT_LOST.sub("/", name)
+    if name.startswith("#"):
+        name = "_" + name
+    return name.translate(_CORE_V2_MEASUREMENT)
+
+
+@lru_cache(maxsize=65_536)
+def _core_v2_key(name: str) -> str:
+    if "\\" in name:
+        name = _CORE_V2_KEY_LOST.sub("/", name)
+    return name.translate(_CORE_V2_KEY)
 
 
 def _core_v2_value(value: FieldValue) -> str | None:
@@ -256,22 +277,20 @@ def _core_v2_value(value: FieldValue) -> str | None:
 def encode_like_core_v2(point: Point) -> str | None:
     """The line HA core's 2.x client sends for ``point``; ``None`` when nothing is writable.
 
-    Byte for byte ``influxdb_client`` ``Point.to_line_protocol`` at nanosecond precision.
-    Not checked against a real InfluxDB 2.x server (none can run here).
+    Byte for byte ``influxdb_client`` ``Point.to_line_protocol`` at nanosecond precision,
+    with the same repairs as :func:`encode_like_core_v1` where core's line would be lost or
+    garbled. Not checked against a real InfluxDB 2.x server (none can run here).
     """
     fields = []
     for key in sorted(point.fields):
         if (value := _core_v2_value(point.fields[key])) is not None:
-            fields.append(f"{key.translate(_CORE_V2_KEY)}={value}")
+            fields.append(f"{_core_v2_key(key)}={value}")
     if not fields or not point.measurement:
         return None
-    parts = [point.measurement.translate(_CORE_V2_MEASUREMENT)]
+    parts = [_core_v2_measurement(point.measurement)]
     for key in sorted(point.tags):
-        value = point.tags[key]
-        tag = key.translate(_CORE_V2_KEY)
-        text = value.translate(_CORE_V2_KEY)
-        if text.endswith("\\"):
-            text += " "
+        # A tag value ending in a backslash got a space from core's client; ours a slash.
+        tag, text = _core_v2_key(key), _core_v2_key(point.tags[key])
         if tag and text:
             parts.append(f"{tag}={text}")
     return f"{','.join(parts)} {','.join(fields)} {point.time_ns}"
