@@ -103,8 +103,8 @@ def test_the_legacy_line_is_core_v1_clients_line_byte_for_byte(
 # Names core's 2.x client sends that the server would misread (a backslash before a separator
 # or ending the name, a leading "#"): ours repairs them, like on 1.x.
 v2_names = st.text(st.sampled_from(list(_SPECIALS + "\r")), min_size=1, max_size=8).filter(
-    lambda text: not (
-        text.endswith("\\") or any(f"\\{c}" in text for c in ' ,="') or text.startswith("#")
+    lambda text: (
+        not (text.endswith("\\") or any(f"\\{c}" in text for c in ' ,="') or text.startswith("#"))
     )
 )
 
