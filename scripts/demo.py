@@ -233,8 +233,8 @@ def _write_config(config_dir: Path, port: int, *, frontend: bool = False) -> Non
 def _progress_line(states: dict[str, dict[str, Any]]) -> str:
     phase = entity_state(states, "_migration_phase")["state"]
     progress = entity_state(states, "_migration_progress")["state"]
-    throughput = entity_state(states, "_migration_throughput")["state"]
-    eta = entity_state(states, "_migration_eta")["state"]
+    throughput = entity_state(states, "_throughput")["state"]
+    eta = entity_state(states, "_eta")["state"]
     migrated = entity_state(states, "_records_migrated")["state"]
     return (
         f"phase={phase:<11} progress={progress:>6}%  migrated={migrated:>9}  "

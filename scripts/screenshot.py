@@ -40,7 +40,8 @@ from tests.influx_server import (  # noqa: E402
 )
 
 DASHBOARD_YAML = ROOT / "dashboards" / "migration.yaml"
-EXAMPLE_SLUG = "home_assistant_on_influxdb"
+# The entity ids the shipped dashboard names (those of the first entry).
+EXAMPLE_SLUG = "ha_ingestor"
 DASHBOARD_URL_PATH = "ha-ingestor"
 CHROMIUM = "/usr/bin/chromium"
 # The user HomeAssistantApi.onboard (scripts/demo.py) creates.
@@ -134,9 +135,11 @@ def _device_slug(states: dict[str, dict[str, Any]]) -> str:
 
 
 def _dashboard_view(path: Path, slug: str, states: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The view in `path` with the example device slug replaced by the real one."""
-    text = path.read_text().replace(EXAMPLE_SLUG, slug)
-    view: dict[str, Any] = yaml.safe_load(text)
+    """The first view of the dashboard in `path`, for the entry whose ids start with `slug`."""
+    text = path.read_text()
+    if slug != EXAMPLE_SLUG:
+        text = text.replace(f".{EXAMPLE_SLUG}_", f".{slug}_")
+    view: dict[str, Any] = yaml.safe_load(text)["views"][0]
     missing = sorted(_entities(view) - set(states))
     if missing:
         raise RuntimeError(f"the dashboard names entities that do not exist: {missing}")

@@ -74,7 +74,15 @@ from .const import (
     SECTION_MIGRATION,
     WriteMode,
 )
-from .influx import ApiVersion, CannotConnect, DatabaseNotFound, InvalidAuth
+from .influx import (
+    ApiVersion,
+    CannotConnect,
+    DatabaseNotFound,
+    InvalidAuth,
+    NotInfluxDB,
+    TlsMismatch,
+    WrongApiVersion,
+)
 from .migration_model import ConfigError, MigrationConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -107,17 +115,19 @@ def _v1_schema(defaults: Mapping[str, Any]) -> vol.Schema:
     )
 
 
-def _v2_schema(defaults: Mapping[str, Any]) -> vol.Schema:
+def _v2_schema(defaults: Mapping[str, Any], *, secrets_optional: bool = False) -> vol.Schema:
+    token = vol.Optional if secrets_optional else vol.Required
     return vol.Schema(
         {
             vol.Required(CONF_URL, default=defaults.get(CONF_URL, DEFAULT_V1_URL)): _URL,
-            vol.Required(
-                CONF_TOKEN, description={"suggested_value": defaults.get(CONF_TOKEN)}
-            ): _PASSWORD,
+            token(CONF_TOKEN, description={"suggested_value": defaults.get(CONF_TOKEN)}): (
+                _PASSWORD
+            ),
             vol.Required(
                 CONF_ORGANIZATION, description={"suggested_value": defaults.get(CONF_ORGANIZATION)}
             ): _TEXT,
-            vol.Required(CONF_BUCKET, default=defaults.get(CONF_BUCKET, "home_assistant")): _TEXT,
+            # HA core's influxdb integration's default bucket.
+            vol.Required(CONF_BUCKET, default=defaults.get(CONF_BUCKET, "Home Assistant")): _TEXT,
             vol.Required(CONF_VERIFY_SSL, default=defaults.get(CONF_VERIFY_SSL, True)): (
                 BooleanSelector()
             ),
@@ -125,8 +135,12 @@ def _v2_schema(defaults: Mapping[str, Any]) -> vol.Schema:
     )
 
 
-def _schema_for(api_version: ApiVersion, defaults: Mapping[str, Any]) -> vol.Schema:
-    return _v1_schema(defaults) if api_version is ApiVersion.V1 else _v2_schema(defaults)
+def _schema_for(
+    api_version: ApiVersion, defaults: Mapping[str, Any], *, secrets_optional: bool = False
+) -> vol.Schema:
+    if api_version is ApiVersion.V1:
+        return _v1_schema(defaults)
+    return _v2_schema(defaults, secrets_optional=secrets_optional)
 
 
 async def _async_validate_connection(flow: ConfigFlow, data: Mapping[str, Any]) -> dict[str, str]:
@@ -147,10 +161,20 @@ async def _async_validate_connection(flow: ConfigFlow, data: Mapping[str, Any]) 
     try:
         await client.ping()
         await client.validate()
+    except TlsMismatch as err:
+        _LOGGER.debug("TLS problem with %s: %s", data[CONF_URL], err)
+        return {CONF_URL: "tls_certificate" if err.certificate else "tls_mismatch"}
+    except NotInfluxDB as err:
+        _LOGGER.debug("%s is not InfluxDB: %s", data[CONF_URL], err)
+        return {CONF_URL: "not_influxdb"}
     except CannotConnect as err:
         _LOGGER.debug("Cannot connect to InfluxDB at %s: %s", data[CONF_URL], err)
         return {"base": "cannot_connect"}
+    except WrongApiVersion:
+        return {"base": "wrong_api_version_v1" if not is_v1 else "wrong_api_version_v2"}
     except InvalidAuth:
+        if is_v1 and not data.get(CONF_USERNAME):
+            return {CONF_USERNAME: "username_required"}
         return {"base": "invalid_auth"}
     except DatabaseNotFound:
         if is_v1:
@@ -267,6 +291,10 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = _clean(user_input) | {CONF_API_VERSION: api_version.value}
+            # Secrets are not shown again; left empty, the stored one stays.
+            for secret in (CONF_PASSWORD, CONF_TOKEN):
+                if not data.get(secret) and entry.data.get(secret):
+                    data[secret] = entry.data[secret]
             errors = await _async_validate_connection(self, data)
             if not errors:
                 new_id = unique_id(data)
@@ -280,7 +308,15 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
                 )
         return self.async_show_form(
             step_id=f"reconfigure_{'v1' if api_version is ApiVersion.V1 else 'v2'}",
-            data_schema=_schema_for(api_version, user_input or entry.data),
+            data_schema=_schema_for(
+                api_version,
+                {
+                    key: value
+                    for key, value in (user_input or entry.data).items()
+                    if key not in (CONF_PASSWORD, CONF_TOKEN)
+                },
+                secrets_optional=True,
+            ),
             errors=errors,
         )
 

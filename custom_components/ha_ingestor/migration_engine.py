@@ -182,16 +182,23 @@ class DiscoveredSource(SourceSummary):
 
 
 async def discover(
-    client: InfluxClient, database: str | None = None, config: MigrationConfig | None = None
+    client: InfluxClient,
+    database: str | None = None,
+    config: MigrationConfig | None = None,
+    *,
+    until_ns: int | None = None,
 ) -> DiscoveredSource:
     """Find the legacy-layout history: measurements, entities, field keys, time range, counts.
 
-    Only entities the config selects and points inside its time range count. Series of the
-    optimized layout in the same database are not legacy data and are left out.
+    Only entities the config selects and points inside its time range (and before
+    ``until_ns``, the cutover) count. Series of the optimized layout in the same database are
+    not legacy data and are left out.
     """
     config = config or MigrationConfig()
     database = database or client.database
     start_ns, end_ns = _range_ns(config)
+    if until_ns is not None:
+        end_ns = min(end_ns, until_ns)
     series: list[SourceSeries] = []
     field_keys: dict[str, tuple[str, ...]] = {}
     extents: dict[str, tuple[int, int]] = {}
@@ -245,6 +252,31 @@ async def legacy_measurements(client: InfluxClient, database: str) -> list[str]:
         for measurement in await client.measurements(database)
         if await client.tag_values("domain", measurement, database)
     ]
+
+
+# Points a dry run reads to measure the server's read rate.
+_PROBE_POINTS: Final = 20_000
+
+
+async def measure_read_rate(
+    client: InfluxClient, database: str, source: DiscoveredSource
+) -> float | None:
+    """Points per second this server streams legacy points at, from a short timed read of
+    the largest measurement; None when there is too little history to measure."""
+    if not source.extents:
+        return None
+    measurement = max(source.measurements, key=source.points_in)
+    points = source.points_in(measurement)
+    first, last = source.extents[measurement]
+    if points < 1_000 or last <= first:
+        return None
+    span = max((last - first) * _PROBE_POINTS // points, _MIN_WINDOW_NS)
+    started = time.perf_counter()
+    read = 0
+    async for block in client.read_series(measurement, first, first + span, database):
+        read += len(block.rows)
+    elapsed = time.perf_counter() - started
+    return read / elapsed if read >= 1_000 and elapsed > 0 else None
 
 
 def _to_datetime(time_ns: int) -> datetime:
@@ -407,6 +439,21 @@ class Backfill:
         return self._throughput.points_per_second(time.monotonic())
 
     @property
+    def live_counts(self) -> tuple[int, int, int]:
+        """Points read, migrated and failed so far, windows not yet recorded included.
+
+        What progress shows while a large window is still being copied (the state's counters
+        move once per recorded window).
+        """
+        state = self.state
+        pending = [window for window in self._pending if not window.abandoned]
+        return (
+            state.records_read + sum(window.read for window in pending),
+            state.records_migrated + sum(window.migrated for window in pending),
+            state.records_failed + sum(window.failed for window in pending),
+        )
+
+    @property
     def dead_letter_count(self) -> int:
         """Records in the dead-letter file (this run's and earlier ones)."""
         return self._dead_letters.count
@@ -470,13 +517,21 @@ class Backfill:
     # Planning
 
     async def _discover(self) -> DiscoveredSource:
-        return self._source or await discover(self._client, self._source_db, self.state.config)
+        return self._source or await discover(
+            self._client, self._source_db, self.state.config, until_ns=self.state.cutover_ns
+        )
 
     async def _plan(self, cutover_ns: int, source: DiscoveredSource) -> None:
         """Give every legacy measurement a checkpoint from its first point to the cutover."""
         self._source = source
         _, config_end = _range_ns(self.state.config)
         end_ns = min(cutover_ns, config_end)
+        state = self.state
+        # What progress and the ETA are measured against: the points to copy, counted now.
+        added = sum(source.points_in(m) for m in source.measurements if m not in state.checkpoints)
+        state.estimated_total_points = (
+            (state.estimated_total_points or 0) + added if state.checkpoints else added
+        )
         for measurement in source.measurements:
             if measurement in self.state.checkpoints:
                 continue
@@ -496,7 +551,7 @@ class Backfill:
         """Discover again; plan measurements that turned up since; whether there were any."""
         self._rediscovered = True
         config = self.state.config
-        again = await discover(self._client, self._source_db, config)
+        again = await discover(self._client, self._source_db, config, until_ns=cutover_ns)
         new = [m for m in again.measurements if m not in self.state.checkpoints]
         await self._plan(cutover_ns, again)
         if new:
@@ -821,6 +876,7 @@ class Backfill:
         self._processed += total
         self._throughput.add(time.monotonic(), self._processed)
         self._commit()
+        self._schedule_progress()
 
     def _commit(self) -> None:
         """Record the finished windows at the head of the queue, in the order they were read."""

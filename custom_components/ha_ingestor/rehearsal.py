@@ -39,6 +39,9 @@ class GenerationResult:
         return {
             "events": self.events,
             "points_written": self.points,
+            # Like HA core's influxdb integration, the legacy layout records no point for an
+            # unknown, unavailable or empty state.
+            "events_not_written": max(self.events - self.points, 0) if self.points else 0,
             "entities": self.entities,
             "per_domain": self.per_domain,
             "seconds": round(self.seconds, 3),
