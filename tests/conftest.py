@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Generator, Iterator
 import itertools
 from pathlib import Path
+from unittest.mock import PropertyMock, patch
 
 import pytest
 import pytest_socket
@@ -58,6 +59,17 @@ async def v2_emulator(influxd: InfluxServer) -> AsyncIterator[InfluxV2Emulator]:
     await emulator.start()
     yield emulator
     await emulator.stop()
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Every entity enabled, also those disabled by default (as HA core's own tests do)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
 
 
 @pytest.fixture

@@ -104,3 +104,20 @@ async def test_server_down_at_start_still_records_and_replays(
     await eventually(hass, lambda: count(own_influxd, "home", "°C") == 40, timeout=60)
     await eventually(hass, lambda: hass.states.get(connection).state == STATE_ON, timeout=30)
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_figures_that_change_at_every_flush_are_disabled_by_default(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """They would fill the recorder for ever; the migration's figures stay enabled."""
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    disabled = {e.translation_key for e in entities if e.disabled_by is not None}
+    assert disabled == {"write_queue_depth", "points_written"}
+    assert all(
+        e.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        and hass.states.get(e.entity_id) is None
+        for e in entities
+        if e.translation_key in disabled
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
