@@ -9,7 +9,11 @@ from unittest.mock import patch
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 import pytest
 
 from custom_components.ha_ingestor.const import DOMAIN
@@ -185,3 +189,23 @@ async def test_removing_the_entry_keeps_a_folder_with_undelivered_points(
     assert segment.read_text() == "W,domain=sensor,entity_id=lost value=1 1\n"
     assert migration_store_key(entry.entry_id) not in hass_storage
     assert str(folder) in caplog.text
+
+
+async def test_a_database_dropped_while_recording_raises_a_repair_issue_until_it_is_back(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    entry = await setup_entry(hass, entry_for(own_influxd, "home"))
+    issue_id = f"database_missing_{entry.entry_id}"
+    registry = ir.async_get(hass)
+    await hass.async_add_executor_job(own_influxd.drop_database, "home")
+    hass.states.async_set("sensor.orphan", "1", {"unit_of_measurement": "W"})
+    await eventually(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is not None)
+    issue = registry.async_get_issue(DOMAIN, issue_id)
+    assert issue.translation_key == "database_missing"
+    assert issue.translation_placeholders == {"database": "home"}
+    assert issue.severity is ir.IssueSeverity.ERROR
+
+    await hass.async_add_executor_job(own_influxd.create_database, "home")
+    await eventually(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is None, timeout=60)
+    await eventually(hass, lambda: count(own_influxd, "home", "W") == 1)
+    assert await hass.config_entries.async_unload(entry.entry_id)
