@@ -35,6 +35,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # changes at every flush, for ever
         value_fn=lambda data: data.ingestion.stats.queue_depth,
     ),
     IngestorSensorDescription(
@@ -59,6 +60,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # changes at every flush, for ever
         value_fn=lambda data: data.ingestion.stats.points_written,
     ),
     IngestorSensorDescription(
