@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 
 ROOT = Path(__file__).resolve().parent.parent
+# The `hass` of the virtualenv running this script (each test stack has its own).
+HASS = Path(sys.executable).with_name("hass")
 sys.path.insert(0, str(ROOT))
 
 from tests.influx_server import (  # noqa: E402
@@ -153,7 +155,7 @@ class HassProcess:
     def start(self, timeout: float = 300) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "hass"), "-c", str(self.config_dir), "--skip-pip"],
+                [str(HASS), "-c", str(self.config_dir), "--skip-pip"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import HomeAssistantApi, _write_config  # noqa: E402
+from demo import HASS, HomeAssistantApi, _write_config  # noqa: E402
 
 from tests.influx_server import (  # noqa: E402
     InfluxServer,
@@ -365,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
         influx.create_database(args.database)
         with (work / "hass.log").open("wb") as log:
             hass = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "hass"), "-c", str(config_dir), "--skip-pip"],
+                [str(HASS), "-c", str(config_dir), "--skip-pip"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -442,3 +442,25 @@ def test_strings_and_english_translation_are_identical() -> None:
         "invalid_url",
         "unknown",
     }
+
+
+async def test_options_flow_offers_core_domain_device_class_under_a_valid_key(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """Core's YAML value ``domain__device_class`` stays the stored option; the form shows it as
+    ``domain_device_class`` because a translation key may not hold ``__``."""
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, options={SECTION_LEGACY: {"measurement_attr": "domain__device_class"}}
+    )
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    legacy_form = result["data_schema"].schema[SECTION_LEGACY].schema.schema
+    (shown,) = (key for key in legacy_form if key.schema == "measurement_attr")
+    assert shown.default() == "domain_device_class"
+
+    user_input = options_input()
+    user_input[SECTION_LEGACY]["measurement_attr"] = "domain_device_class"
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[SECTION_LEGACY]["measurement_attr"] == "domain__device_class"

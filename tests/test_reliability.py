@@ -280,6 +280,7 @@ async def test_refused_points_go_to_the_dead_letter_file_and_the_rest_land(
 # The spool can't be written.
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")  # write_queue_depth
 async def test_unwritable_spool_keeps_points_in_memory_and_says_so(
     hass: HomeAssistant, own_influxd: InfluxServer
 ) -> None:

@@ -2,10 +2,9 @@
 
 from collections.abc import Mapping
 import logging
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.config_entries import (
-    ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
@@ -30,6 +29,7 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 from yarl import URL
 
+from . import IngestorConfigEntry
 from .connection import async_create_influx_client, unique_id
 from .const import (
     CONF_API_VERSION,
@@ -86,6 +86,11 @@ from .influx import (
 from .migration_model import ConfigError, MigrationConfig
 
 _LOGGER = logging.getLogger(__name__)
+
+# The form shows each option of a translated selector under its translation key, which may not
+# hold "__" (hassfest's key rule); the options store core's own value for it.
+_MEASUREMENT_ATTR_FORM_KEYS: Final = {"domain__device_class": "domain_device_class"}
+_MEASUREMENT_ATTR_VALUES: Final = {key: value for value, key in _MEASUREMENT_ATTR_FORM_KEYS.items()}
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -210,7 +215,7 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+    def async_get_options_flow(config_entry: IngestorConfigEntry) -> OptionsFlow:
         """Options: layouts, filters, migration thresholds."""
         return HaIngestorOptionsFlow()
 
@@ -344,6 +349,10 @@ def _parse_tags(lines: list[str]) -> dict[str, str] | None:
     return tags
 
 
+def _measurement_attr_form_key(value: str) -> str:
+    return _MEASUREMENT_ATTR_FORM_KEYS.get(value, value)
+
+
 def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
     legacy = options.get(SECTION_LEGACY, {})
     ingestion = options.get(SECTION_INGESTION, {})
@@ -364,10 +373,15 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                     {
                         vol.Required(
                             CONF_MEASUREMENT_ATTR,
-                            default=legacy.get(CONF_MEASUREMENT_ATTR, DEFAULT_MEASUREMENT_ATTR),
+                            default=_measurement_attr_form_key(
+                                legacy.get(CONF_MEASUREMENT_ATTR, DEFAULT_MEASUREMENT_ATTR)
+                            ),
                         ): SelectSelector(
                             SelectSelectorConfig(
-                                options=list(MEASUREMENT_ATTR_CHOICES),
+                                options=[
+                                    _measurement_attr_form_key(value)
+                                    for value in MEASUREMENT_ATTR_CHOICES
+                                ],
                                 custom_value=True,
                                 mode=SelectSelectorMode.DROPDOWN,
                                 translation_key=CONF_MEASUREMENT_ATTR,
@@ -505,6 +519,9 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
     ingestion = dict(user_input.get(SECTION_INGESTION, {}))
     migration = dict(user_input.get(SECTION_MIGRATION, {}))
 
+    if CONF_MEASUREMENT_ATTR in legacy:
+        chosen = legacy[CONF_MEASUREMENT_ATTR]
+        legacy[CONF_MEASUREMENT_ATTR] = _MEASUREMENT_ATTR_VALUES.get(chosen, chosen)
     tags = _parse_tags([line for line in legacy.get(CONF_TAGS, []) if line.strip()])
     if tags is None:
         errors[SECTION_LEGACY] = "invalid_tags"

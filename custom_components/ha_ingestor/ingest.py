@@ -300,6 +300,14 @@ class Ingestion:
             self._retire(recording, self._active.pop(recording))
         self._stats_changed(None)
 
+    def holds_before(self, recording: Recording, before_ns: int) -> bool:
+        """Whether a writer of ``recording`` holds a point older than ``before_ns``."""
+        return any(
+            writer.holds_before(before_ns)
+            for found in (self._active, self._retired)
+            if (writer := found.get(recording)) is not None
+        )
+
     async def async_flushed(self, recording: Recording, before_ns: int) -> None:
         """Return once no writer of ``recording`` holds a point older than ``before_ns``.
 

@@ -148,6 +148,8 @@ class MigrationController:
         self._last_error: str | None = None
         # False while a running backfill cannot reach InfluxDB (it waits for it).
         self.server_reachable = True
+        # What preparation discovered; after a restart the backfill discovers it again.
+        self._source: engine.DiscoveredSource | None = None
 
     # What the entities show. A rolled-back run's figures describe data that is gone, so
     # after a rollback they read as before any migration.
@@ -619,6 +621,7 @@ class MigrationController:
         )
         ledger.inventoried_ns = now_ns
         summary = await engine.discover(self._client, self._client.database, state.config)
+        self._source = summary
         state.estimated_total_points = sum(series.point_count for series in summary.series)
         await self._async_save()
         await self._audit(
@@ -636,12 +639,18 @@ class MigrationController:
     async def _async_backfill(self) -> None:
         state = self._require_state()
         ledger = self._ledger()
-        if not state.checkpoints and state.cutover_ns is not None:
+        source = self._source
+        legacy = Recording(Layout.LEGACY, ledger.source_database)
+        if (
+            not state.checkpoints
+            and state.cutover_ns is not None
+            and self._ingestion.holds_before(legacy, state.cutover_ns)
+        ):
             # Plan only once the legacy writers delivered what they held from before the
-            # cutover (a spool from an outage, say): those points are the backfill's.
-            await self._ingestion.async_flushed(
-                Recording(Layout.LEGACY, ledger.source_database), state.cutover_ns
-            )
+            # cutover (a spool from an outage, say): those points are the backfill's, and
+            # what preparation discovered does not know them.
+            await self._ingestion.async_flushed(legacy, state.cutover_ns)
+            source = None
         backfill = engine.Backfill(
             self._client,
             state,
@@ -652,6 +661,7 @@ class MigrationController:
             on_progress=self._progress,
             on_connection=self._backfill_reaches_server,
             dead_letter_path=self._dead_letter_path,
+            source=source,
         )
         self._backfill = backfill
         self._throughput = ThroughputWindow()

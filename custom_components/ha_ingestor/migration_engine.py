@@ -181,53 +181,66 @@ class DiscoveredSource(SourceSummary):
         return sum(s.point_count for s in self.series if s.measurement == measurement)
 
 
+# Measurements discovered at the same time (each is a handful of small queries).
+_DISCOVERING: Final = 4
+
+
 async def discover(
     client: InfluxClient,
     database: str | None = None,
     config: MigrationConfig | None = None,
     *,
     until_ns: int | None = None,
+    skip: Collection[str] = (),
 ) -> DiscoveredSource:
     """Find the legacy-layout history: measurements, entities, field keys, time range, counts.
 
     Only entities the config selects and points inside its time range (and before
-    ``until_ns``, the cutover) count. Series of the optimized layout in the same database are
-    not legacy data and are left out.
+    ``until_ns``, the cutover) count; measurements in ``skip`` are not looked at. Series of
+    the optimized layout in the same database are not legacy data and are left out.
     """
     config = config or MigrationConfig()
     database = database or client.database
     start_ns, end_ns = _range_ns(config)
     if until_ns is not None:
         end_ns = min(end_ns, until_ns)
+    slots = asyncio.Semaphore(_DISCOVERING)
+
+    async def one(measurement: str) -> tuple[str, tuple[str, ...], dict[str, int], int, int] | None:
+        async with slots:
+            if not await client.tag_values("domain", measurement, database):
+                return None  # no legacy series at all
+            keys = tuple(await client.field_keys(measurement, database))
+            counts: dict[str, int] = {}
+            first: int | None = None
+            last: int | None = None
+            for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
+                async for _, entity_id, row in legacy_rows(
+                    client,
+                    measurement,
+                    function,
+                    selects=config.selects,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                    database=database,
+                    fields=keys,
+                ):
+                    if function is Aggregate.COUNT:
+                        counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
+                    elif function is Aggregate.FIRST:
+                        first = row.time_ns if first is None else min(first, row.time_ns)
+                    else:
+                        last = row.time_ns if last is None else max(last, row.time_ns)
+        if not counts or first is None or last is None:
+            return None
+        return measurement, keys, counts, first, last
+
+    names = [m for m in await client.measurements(database) if m not in skip]
+    found = [result for result in await asyncio.gather(*map(one, names)) if result]
     series: list[SourceSeries] = []
     field_keys: dict[str, tuple[str, ...]] = {}
     extents: dict[str, tuple[int, int]] = {}
-    for measurement in await client.measurements(database):
-        if not await client.tag_values("domain", measurement, database):
-            continue  # no legacy series at all
-        keys = tuple(await client.field_keys(measurement, database))
-        counts: dict[str, int] = {}
-        first: int | None = None
-        last: int | None = None
-        for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
-            async for _, entity_id, row in legacy_rows(
-                client,
-                measurement,
-                function,
-                selects=config.selects,
-                start_ns=start_ns,
-                end_ns=end_ns,
-                database=database,
-                fields=keys,
-            ):
-                if function is Aggregate.COUNT:
-                    counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
-                elif function is Aggregate.FIRST:
-                    first = row.time_ns if first is None else min(first, row.time_ns)
-                else:
-                    last = row.time_ns if last is None else max(last, row.time_ns)
-        if not counts or first is None or last is None:
-            continue
+    for measurement, keys, counts, first, last in found:
         field_keys[measurement] = keys
         extents[measurement] = (first, last)
         series.extend(
@@ -551,8 +564,10 @@ class Backfill:
         """Discover again; plan measurements that turned up since; whether there were any."""
         self._rediscovered = True
         config = self.state.config
-        again = await discover(self._client, self._source_db, config, until_ns=cutover_ns)
-        new = [m for m in again.measurements if m not in self.state.checkpoints]
+        again = await discover(
+            self._client, self._source_db, config, until_ns=cutover_ns, skip=self.state.checkpoints
+        )
+        new = list(again.measurements)
         await self._plan(cutover_ns, again)
         if new:
             _LOGGER.info("Legacy measurements appeared during the backfill: %s", ", ".join(new))

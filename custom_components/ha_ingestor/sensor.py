@@ -38,6 +38,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # changes at every flush, for ever
         value_fn=lambda data: data.ingestion.stats.queue_depth,
     ),
     IngestorSensorDescription(
@@ -62,6 +63,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # changes at every flush, for ever
         value_fn=lambda data: data.ingestion.stats.points_written,
         restore_total=True,
     ),
