@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from aiohttp import web
 from homeassistant import config_entries
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
@@ -84,7 +85,7 @@ async def test_v1_flow_creates_entry_after_testing_the_server(
     ("overrides", "errors"),
     [
         ({CONF_PASSWORD: "wrong"}, {"base": "invalid_auth"}),
-        ({CONF_USERNAME: "", CONF_PASSWORD: ""}, {"base": "invalid_auth"}),
+        ({CONF_USERNAME: "", CONF_PASSWORD: ""}, {CONF_USERNAME: "username_required"}),
         ({CONF_DATABASE: "no_such_database"}, {CONF_DATABASE: "database_not_found"}),
         ({CONF_URL: "not a url"}, {CONF_URL: "invalid_url"}),
         ({CONF_URL: "ftp://127.0.0.1:8086"}, {CONF_URL: "invalid_url"}),
@@ -106,6 +107,61 @@ async def test_v1_flow_shows_what_is_wrong_and_recovers(
 
     result = await hass.config_entries.flow.async_configure(flow_id, v1_input(influxd, database))
     assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_the_flow_tells_a_non_influxdb_server_and_a_tls_mismatch_apart(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """Something else on the port, https to a plain-http server: each says what is wrong."""
+    app = web.Application()
+    app.router.add_get("/ping", lambda _request: web.Response(text="a web page"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        flow_id = await start_v1_flow(hass)
+        for url, errors in (
+            (f"http://127.0.0.1:{port}", {CONF_URL: "not_influxdb"}),
+            (influxd.url.replace("http://", "https://"), {CONF_URL: "tls_mismatch"}),
+        ):
+            result = await hass.config_entries.flow.async_configure(
+                flow_id, v1_input(influxd, database, **{CONF_URL: url})
+            )
+            assert result["type"] is FlowResultType.FORM
+            assert result["errors"] == errors
+    finally:
+        await runner.cleanup()
+    result = await hass.config_entries.flow.async_configure(flow_id, v1_input(influxd, database))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_the_2x_form_pointed_at_a_1x_server_says_so(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "influxdb_v2"}
+    )
+    assert (
+        result["data_schema"]({CONF_URL: "http://x:1", CONF_TOKEN: "t", CONF_ORGANIZATION: "o"})[
+            CONF_BUCKET
+        ]
+        == "Home Assistant"
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_URL: influxd.url,
+            CONF_TOKEN: "a-token",
+            CONF_ORGANIZATION: "home",
+            CONF_BUCKET: database,
+            CONF_VERIFY_SSL: True,
+        },
+    )
+    assert result["errors"] == {"base": "wrong_api_version_v1"}
 
 
 async def test_v1_flow_reports_an_unreachable_server(hass: HomeAssistant, database: str) -> None:
@@ -192,6 +248,22 @@ async def test_reconfigure_moves_the_entry_to_another_database(
         assert entry.unique_id == f"{influxd.url}/moved_here"
     finally:
         influxd.drop_database("moved_here")
+
+
+async def test_reconfigure_never_shows_the_stored_password_and_keeps_it_when_left_empty(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    for key in result["data_schema"].schema:
+        if key == CONF_PASSWORD:
+            assert not (key.description or {}).get("suggested_value")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], v1_input(influxd, database, **{CONF_PASSWORD: ""})
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_PASSWORD] == ADMIN_PASSWORD
 
 
 async def test_reconfigure_refuses_a_database_another_entry_has(

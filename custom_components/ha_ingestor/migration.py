@@ -668,9 +668,7 @@ class MigrationController:
         started = time.monotonic()
         copied_before = state.records_migrated
         # Throughput and ETA are computed when shown: refresh them while nothing else pushes.
-        refresh = async_track_time_interval(
-            self.hass, lambda _now: self._notify(), _REFRESH_INTERVAL
-        )
+        refresh = async_track_time_interval(self.hass, self._refresh, _REFRESH_INTERVAL)
         try:
             outcome = await backfill.run()
         finally:
@@ -731,6 +729,7 @@ class MigrationController:
         if self._cleanup_due is None:
             self._cleanup_due = dt_util.utcnow() + timedelta(hours=state.config.cleanup_delay_hours)
             await self._async_save()
+        self._notify()
         self._cleanup_now.clear()
         while (delay := (self._cleanup_due - dt_util.utcnow()).total_seconds()) > 0:
             try:
@@ -1027,6 +1026,10 @@ class MigrationController:
         if reachable != self.server_reachable:
             self.server_reachable = reachable
             self._notify()
+
+    @callback
+    def _refresh(self, _now: datetime) -> None:
+        self._notify()
 
     @callback
     def _notify(self) -> None:
