@@ -99,6 +99,17 @@ _ISSUES = (
 )
 
 
+def _duration_text(seconds: int) -> str:
+    """A duration the way a person says it: under a minute, 12 minutes, 3.5 hours."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 5_400:
+        return f"{round(seconds / 60)} minutes"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86_400:.1f} days"
+
+
 def _parse_record(data: Any) -> tuple[MigrationState, str | None, datetime | None]:
     """The migration state, target database and cleanup time of a stored record."""
     if not isinstance(data, Mapping) or "state" not in data:
@@ -420,7 +431,7 @@ class MigrationController:
         entity_ids: list[str] = details.pop("entity_ids")
         seconds = details.pop("estimated_backfill_seconds")
         rounded = None if seconds is None else round(seconds)
-        estimate = "unknown" if rounded is None else str(timedelta(seconds=rounded))
+        estimate = "an unknown time" if rounded is None else _duration_text(rounded)
         return {
             "summary": (
                 f"{details['estimated_points']:,} points of {len(entity_ids):,} entities in "

@@ -34,7 +34,9 @@ class MigrationFixFlow(RepairsFlow):
         actions = FIX_ACTIONS[self._key]
         if len(actions) == 1:
             return await self.async_step_rollback()
-        return self.async_show_menu(step_id="init", menu_options=actions)
+        return self.async_show_menu(
+            step_id="init", menu_options=actions, description_placeholders=self._shown()
+        )
 
     async def async_step_resume(
         self, user_input: dict[str, Any] | None = None
