@@ -302,9 +302,10 @@ def options_input(**migration: Any) -> dict[str, Any]:
         SECTION_MIGRATION: {
             "batch_size": 5000,
             "concurrent_batches": 2,
-            "max_error_rate": 0.02,
-            "rollback_threshold": 0.1,
-            "validate_percentage": 0.5,
+            # The form shows thresholds in percent.
+            "max_error_rate": 2,
+            "rollback_threshold": 10,
+            "validate_percentage": 50,
             "migration_window_hours": 12,
             "cleanup_delay_hours": 0,
             "delete_legacy_data": False,
@@ -328,13 +329,23 @@ async def test_options_flow_stores_validated_options(
     assert entry.options[SECTION_INGESTION]["include_domains"] == ["sensor", "light"]
     assert entry.options[SECTION_MIGRATION]["target_database"] == "ha_optimized"
     assert entry.options[SECTION_MIGRATION]["batch_size"] == 5000
+    # Stored as shares, as start_migration takes them.
+    assert entry.options[SECTION_MIGRATION]["max_error_rate"] == 0.02
+    assert entry.options[SECTION_MIGRATION]["validate_percentage"] == 0.5
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    shown = {
+        str(key): key.default()
+        for key in result["data_schema"].schema[SECTION_MIGRATION].schema.schema
+        if hasattr(key, "default") and callable(key.default)
+    }
+    assert shown["rollback_threshold"] == 10
 
 
 @pytest.mark.parametrize(
     ("options", "errors"),
     [
         (
-            {SECTION_MIGRATION: {"max_error_rate": 0.2, "rollback_threshold": 0.1}},
+            {SECTION_MIGRATION: {"max_error_rate": 20, "rollback_threshold": 10}},
             {SECTION_MIGRATION: "threshold_order"},
         ),
         ({SECTION_LEGACY: {"tags": ["no equals sign"]}}, {SECTION_LEGACY: "invalid_tags"}),

@@ -361,10 +361,19 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
     def suggested(values: Mapping[str, Any], key: str, default: Any = None) -> dict[str, Any]:
         return {"suggested_value": values.get(key, default)}
 
-    def number(minimum: float, maximum: float, step: float) -> NumberSelector:
-        return NumberSelector(
-            NumberSelectorConfig(min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX)
+    def number(
+        minimum: float, maximum: float, step: float, unit: str | None = None
+    ) -> NumberSelector:
+        config = NumberSelectorConfig(
+            min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX
         )
+        if unit is not None:
+            config["unit_of_measurement"] = unit
+        return NumberSelector(config)
+
+    def percent(key: str, default: float) -> float:
+        # Shown in percent, like the sensors; stored as a share (MigrationConfig's unit).
+        return round(float(migration.get(key, default)) * 100, 4)
 
     return vol.Schema(
         {
@@ -482,16 +491,15 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             default=migration.get(CONF_CONCURRENT_BATCHES, 4),
                         ): vol.All(number(1, 32, 1), vol.Coerce(int)),
                         vol.Required(
-                            CONF_MAX_ERROR_RATE, default=migration.get(CONF_MAX_ERROR_RATE, 0.01)
-                        ): number(0, 1, 0.001),
+                            CONF_MAX_ERROR_RATE, default=percent(CONF_MAX_ERROR_RATE, 0.01)
+                        ): number(0, 100, 0.1, "%"),
                         vol.Required(
-                            CONF_ROLLBACK_THRESHOLD,
-                            default=migration.get(CONF_ROLLBACK_THRESHOLD, 0.05),
-                        ): number(0, 1, 0.001),
+                            CONF_ROLLBACK_THRESHOLD, default=percent(CONF_ROLLBACK_THRESHOLD, 0.05)
+                        ): number(0, 100, 0.1, "%"),
                         vol.Required(
                             CONF_VALIDATE_PERCENTAGE,
-                            default=migration.get(CONF_VALIDATE_PERCENTAGE, 0.1),
-                        ): number(0.001, 1, 0.001),
+                            default=percent(CONF_VALIDATE_PERCENTAGE, 0.1),
+                        ): number(0.1, 100, 0.1, "%"),
                         vol.Required(
                             CONF_MIGRATION_WINDOW_HOURS,
                             default=migration.get(CONF_MIGRATION_WINDOW_HOURS, 24),
@@ -539,6 +547,9 @@ def _validate_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[
     allowlist = [a.strip() for a in ingestion.get(CONF_ATTRIBUTE_ALLOWLIST, []) if a.strip()]
     ingestion[CONF_ATTRIBUTE_ALLOWLIST] = allowlist
 
+    for key in (CONF_MAX_ERROR_RATE, CONF_ROLLBACK_THRESHOLD, CONF_VALIDATE_PERCENTAGE):
+        if key in migration:
+            migration[key] = float(migration[key]) / 100
     if migration[CONF_MAX_ERROR_RATE] > migration[CONF_ROLLBACK_THRESHOLD]:
         errors[SECTION_MIGRATION] = "threshold_order"
     else:
