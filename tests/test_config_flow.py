@@ -136,6 +136,19 @@ async def test_the_flow_tells_a_non_influxdb_server_and_a_tls_mismatch_apart(
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
+async def test_a_hostname_url_works(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """Through Home Assistant's aiohttp session and its DNS resolver (aiodns)."""
+    flow_id = await start_v1_flow(hass)
+    url = influxd.url.replace("127.0.0.1", "localhost")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v1_input(influxd, database, **{CONF_URL: url})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
+    assert result["data"][CONF_URL] == url
+
+
 async def test_the_2x_form_pointed_at_a_1x_server_says_so(
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
