@@ -139,7 +139,9 @@ async def test_a_paused_migration_repair_names_the_cause_and_its_fix_flow_acts(
 ) -> None:
     assert await async_setup_component(hass, "repairs", {})
     entry = await setup_entry(hass, entry_for(influxd, database))
-    response = await call(hass, "generate_test_events", count=5_000, days=3, seed=2)
+    response = await call(
+        hass, "generate_test_events", count=5_000, days=3, seed=2, entity_count=40
+    )
     # A text "value" already in the optimized "sensor" measurement: a type conflict for
     # every numeric sensor point the backfill writes.
     start_ns = int(dt_util.parse_datetime(response["start"]).timestamp() * 1e9)

@@ -162,6 +162,12 @@ async def async_remove_entry(hass: HomeAssistant, entry: IngestorConfigEntry) ->
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
+    data = entry.runtime_data
+    if data.migration.owns_options(entry.options):
+        # A completed migration wrote down what it leaves recorded: nothing to restart.
+        data.ingestion.use_recording_options(entry.options)
+        await data.migration.async_apply_layouts()
+        return
     await hass.config_entries.async_reload(entry.entry_id)
 
 

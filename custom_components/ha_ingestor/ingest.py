@@ -229,6 +229,12 @@ class Ingestion:
         self._unsubscribe: list[Callable[[], None]] = []
         self._entity_registry = er.async_get(hass)
 
+    def use_recording_options(self, options: Mapping[str, Any]) -> None:
+        """Take the write mode and optimized database of changed options (no restart)."""
+        ingestion = options.get(SECTION_INGESTION, {})
+        self.mode = WriteMode(ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY))
+        self._optimized_database = ingestion.get(CONF_OPTIMIZED_DATABASE) or self._client.database
+
     @property
     def configured_recordings(self) -> frozenset[Recording]:
         """What the options ask to record when no migration says otherwise."""

@@ -157,6 +157,8 @@ class MigrationController:
         # Points per second of this entry's last backfill (saved), for dry-run estimates.
         self._measured_rate: float | None = None
         self._last_error: str | None = None
+        # The options a completed migration wrote, until the update listener sees them.
+        self._own_options: dict[str, Any] | None = None
         # False while a running backfill cannot reach InfluxDB (it waits for it).
         self.server_reachable = True
         # What preparation discovered; after a restart the backfill discovers it again.
@@ -278,6 +280,11 @@ class MigrationController:
         if phase is Phase.COMPLETE and not ledger.options_applied:
             return frozenset({Recording(Layout.OPTIMIZED, ledger.target_database)})
         return configured
+
+    def owns_options(self, options: Mapping[str, Any]) -> bool:
+        """Whether ``options`` are the ones this migration just wrote (once per write)."""
+        mine, self._own_options = self._own_options, None
+        return mine is not None and dict(options) == mine
 
     def default_config(self) -> MigrationConfig:
         """The migration options of the entry, before per-call overrides."""
@@ -804,6 +811,7 @@ class MigrationController:
         ledger.options_applied = True
         await self._async_save()
         if options != dict(self._entry.options):
+            self._own_options = options
             self.hass.config_entries.async_update_entry(self._entry, options=options)
 
     # Outcomes.
