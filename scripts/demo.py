@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 
 ROOT = Path(__file__).resolve().parent.parent
+# The `hass` of the virtualenv running this script (each test stack has its own).
+HASS = Path(sys.executable).with_name("hass")
 sys.path.insert(0, str(ROOT))
 
 from tests.influx_server import (  # noqa: E402
@@ -153,7 +155,7 @@ class HassProcess:
     def start(self, timeout: float = 300) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "hass"), "-c", str(self.config_dir), "--skip-pip"],
+                [str(HASS), "-c", str(self.config_dir), "--skip-pip"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -233,8 +235,8 @@ def _write_config(config_dir: Path, port: int, *, frontend: bool = False) -> Non
 def _progress_line(states: dict[str, dict[str, Any]]) -> str:
     phase = entity_state(states, "_migration_phase")["state"]
     progress = entity_state(states, "_migration_progress")["state"]
-    throughput = entity_state(states, "_migration_throughput")["state"]
-    eta = entity_state(states, "_migration_eta")["state"]
+    throughput = entity_state(states, "_throughput")["state"]
+    eta = entity_state(states, "_eta")["state"]
     migrated = entity_state(states, "_records_migrated")["state"]
     return (
         f"phase={phase:<11} progress={progress:>6}%  migrated={migrated:>9}  "

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import HomeAssistantApi, _write_config  # noqa: E402
+from demo import HASS, HomeAssistantApi, _write_config  # noqa: E402
 
 from tests.influx_server import (  # noqa: E402
     InfluxServer,
@@ -40,7 +40,8 @@ from tests.influx_server import (  # noqa: E402
 )
 
 DASHBOARD_YAML = ROOT / "dashboards" / "migration.yaml"
-EXAMPLE_SLUG = "home_assistant_on_influxdb"
+# The entity ids the shipped dashboard names (those of the first entry).
+EXAMPLE_SLUG = "ha_ingestor"
 DASHBOARD_URL_PATH = "ha-ingestor"
 CHROMIUM = "/usr/bin/chromium"
 # The user HomeAssistantApi.onboard (scripts/demo.py) creates.
@@ -134,9 +135,11 @@ def _device_slug(states: dict[str, dict[str, Any]]) -> str:
 
 
 def _dashboard_view(path: Path, slug: str, states: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The view in `path` with the example device slug replaced by the real one."""
-    text = path.read_text().replace(EXAMPLE_SLUG, slug)
-    view: dict[str, Any] = yaml.safe_load(text)
+    """The first view of the dashboard in `path`, for the entry whose ids start with `slug`."""
+    text = path.read_text()
+    if slug != EXAMPLE_SLUG:
+        text = text.replace(f".{EXAMPLE_SLUG}_", f".{slug}_")
+    view: dict[str, Any] = yaml.safe_load(text)["views"][0]
     missing = sorted(_entities(view) - set(states))
     if missing:
         raise RuntimeError(f"the dashboard names entities that do not exist: {missing}")
@@ -362,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
         influx.create_database(args.database)
         with (work / "hass.log").open("wb") as log:
             hass = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "hass"), "-c", str(config_dir), "--skip-pip"],
+                [str(HASS), "-c", str(config_dir), "--skip-pip"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -3,9 +3,12 @@
 from collections.abc import AsyncIterator, Generator, Iterator
 import itertools
 from pathlib import Path
+from unittest.mock import PropertyMock, patch
 
 import pytest
 import pytest_socket
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.amber import AmberSnapshotExtension
 
 # Imported at module level so phcc's own custom_components package does not shadow ours.
 import custom_components.ha_ingestor  # noqa: F401
@@ -56,6 +59,28 @@ async def v2_emulator(influxd: InfluxServer) -> AsyncIterator[InfluxV2Emulator]:
     await emulator.start()
     yield emulator
     await emulator.stop()
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Every entity enabled, also those disabled by default (as HA core's own tests do)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        new_callable=PropertyMock,
+        return_value=True,
+    ):
+        yield
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Syrupy's own amber snapshots in tests/__snapshots__/, on every stack.
+
+    phcc and syrupy both define ``snapshot`` and the plugin loaded last wins, which depends on
+    install order; phcc's reads tests/snapshots/. A conftest fixture overrides both plugins,
+    so this one decides.
+    """
+    return snapshot.use_extension(AmberSnapshotExtension)
 
 
 @pytest.fixture(autouse=True)

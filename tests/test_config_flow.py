@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from aiohttp import web
 from homeassistant import config_entries
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
@@ -84,7 +85,7 @@ async def test_v1_flow_creates_entry_after_testing_the_server(
     ("overrides", "errors"),
     [
         ({CONF_PASSWORD: "wrong"}, {"base": "invalid_auth"}),
-        ({CONF_USERNAME: "", CONF_PASSWORD: ""}, {"base": "invalid_auth"}),
+        ({CONF_USERNAME: "", CONF_PASSWORD: ""}, {CONF_USERNAME: "username_required"}),
         ({CONF_DATABASE: "no_such_database"}, {CONF_DATABASE: "database_not_found"}),
         ({CONF_URL: "not a url"}, {CONF_URL: "invalid_url"}),
         ({CONF_URL: "ftp://127.0.0.1:8086"}, {CONF_URL: "invalid_url"}),
@@ -106,6 +107,74 @@ async def test_v1_flow_shows_what_is_wrong_and_recovers(
 
     result = await hass.config_entries.flow.async_configure(flow_id, v1_input(influxd, database))
     assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_the_flow_tells_a_non_influxdb_server_and_a_tls_mismatch_apart(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """Something else on the port, https to a plain-http server: each says what is wrong."""
+    app = web.Application()
+    app.router.add_get("/ping", lambda _request: web.Response(text="a web page"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        flow_id = await start_v1_flow(hass)
+        for url, errors in (
+            (f"http://127.0.0.1:{port}", {CONF_URL: "not_influxdb"}),
+            (influxd.url.replace("http://", "https://"), {CONF_URL: "tls_mismatch"}),
+        ):
+            result = await hass.config_entries.flow.async_configure(
+                flow_id, v1_input(influxd, database, **{CONF_URL: url})
+            )
+            assert result["type"] is FlowResultType.FORM
+            assert result["errors"] == errors
+    finally:
+        await runner.cleanup()
+    result = await hass.config_entries.flow.async_configure(flow_id, v1_input(influxd, database))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_a_hostname_url_works(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """Through Home Assistant's aiohttp session and its DNS resolver (aiodns)."""
+    flow_id = await start_v1_flow(hass)
+    url = influxd.url.replace("127.0.0.1", "localhost")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, v1_input(influxd, database, **{CONF_URL: url})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result.get("errors")
+    assert result["data"][CONF_URL] == url
+
+
+async def test_the_2x_form_pointed_at_a_1x_server_says_so(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": config_entries.SOURCE_USER}
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "influxdb_v2"}
+    )
+    assert (
+        result["data_schema"]({CONF_URL: "http://x:1", CONF_TOKEN: "t", CONF_ORGANIZATION: "o"})[
+            CONF_BUCKET
+        ]
+        == "Home Assistant"
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            CONF_URL: influxd.url,
+            CONF_TOKEN: "a-token",
+            CONF_ORGANIZATION: "home",
+            CONF_BUCKET: database,
+            CONF_VERIFY_SSL: True,
+        },
+    )
+    assert result["errors"] == {"base": "wrong_api_version_v1"}
 
 
 async def test_v1_flow_reports_an_unreachable_server(hass: HomeAssistant, database: str) -> None:
@@ -194,6 +263,22 @@ async def test_reconfigure_moves_the_entry_to_another_database(
         influxd.drop_database("moved_here")
 
 
+async def test_reconfigure_never_shows_the_stored_password_and_keeps_it_when_left_empty(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    for key in result["data_schema"].schema:
+        if key == CONF_PASSWORD:
+            assert not (key.description or {}).get("suggested_value")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], v1_input(influxd, database, **{CONF_PASSWORD: ""})
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data[CONF_PASSWORD] == ADMIN_PASSWORD
+
+
 async def test_reconfigure_refuses_a_database_another_entry_has(
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
@@ -230,9 +315,10 @@ def options_input(**migration: Any) -> dict[str, Any]:
         SECTION_MIGRATION: {
             "batch_size": 5000,
             "concurrent_batches": 2,
-            "max_error_rate": 0.02,
-            "rollback_threshold": 0.1,
-            "validate_percentage": 0.5,
+            # The form shows thresholds in percent.
+            "max_error_rate": 2,
+            "rollback_threshold": 10,
+            "validate_percentage": 50,
             "migration_window_hours": 12,
             "cleanup_delay_hours": 0,
             "delete_legacy_data": False,
@@ -256,13 +342,23 @@ async def test_options_flow_stores_validated_options(
     assert entry.options[SECTION_INGESTION]["include_domains"] == ["sensor", "light"]
     assert entry.options[SECTION_MIGRATION]["target_database"] == "ha_optimized"
     assert entry.options[SECTION_MIGRATION]["batch_size"] == 5000
+    # Stored as shares, as start_migration takes them.
+    assert entry.options[SECTION_MIGRATION]["max_error_rate"] == 0.02
+    assert entry.options[SECTION_MIGRATION]["validate_percentage"] == 0.5
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    shown = {
+        str(key): key.default()
+        for key in result["data_schema"].schema[SECTION_MIGRATION].schema.schema
+        if hasattr(key, "default") and callable(key.default)
+    }
+    assert shown["rollback_threshold"] == 10
 
 
 @pytest.mark.parametrize(
     ("options", "errors"),
     [
         (
-            {SECTION_MIGRATION: {"max_error_rate": 0.2, "rollback_threshold": 0.1}},
+            {SECTION_MIGRATION: {"max_error_rate": 20, "rollback_threshold": 10}},
             {SECTION_MIGRATION: "threshold_order"},
         ),
         ({SECTION_LEGACY: {"tags": ["no equals sign"]}}, {SECTION_LEGACY: "invalid_tags"}),
@@ -442,3 +538,25 @@ def test_strings_and_english_translation_are_identical() -> None:
         "invalid_url",
         "unknown",
     }
+
+
+async def test_options_flow_offers_core_domain_device_class_under_a_valid_key(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """Core's YAML value ``domain__device_class`` stays the stored option; the form shows it as
+    ``domain_device_class`` because a translation key may not hold ``__``."""
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, options={SECTION_LEGACY: {"measurement_attr": "domain__device_class"}}
+    )
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    legacy_form = result["data_schema"].schema[SECTION_LEGACY].schema.schema
+    (shown,) = (key for key in legacy_form if key.schema == "measurement_attr")
+    assert shown.default() == "domain_device_class"
+
+    user_input = options_input()
+    user_input[SECTION_LEGACY]["measurement_attr"] = "domain_device_class"
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[SECTION_LEGACY]["measurement_attr"] == "domain__device_class"

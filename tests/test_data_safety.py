@@ -37,6 +37,9 @@ from .test_migration_services import call, entity_state, wait_for_phase
 # Retries and probes in fractions of a second, so outages and refusals play out quickly.
 FAST = RetryPolicy(backoff=Backoff(base=0.05, maximum=0.3), failure_threshold=3, cool_down=0.5)
 
+# Few entities, so few legacy measurements: discovery costs a few queries per measurement.
+ENTITIES = 25
+
 type StateKey = tuple[str, int]
 
 
@@ -164,7 +167,7 @@ async def test_rollback_during_the_cleanup_wait_keeps_every_state_recorded_since
     hass: HomeAssistant, influxd: InfluxServer, database: str, strategy: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    await call(hass, "generate_test_events", count=2_000, days=2, seed=4)
+    await call(hass, "generate_test_events", count=2_000, days=2, seed=4, entity_count=ENTITIES)
     history = await legacy_history(influxd, database)
     fired = record_fired(hass)
     started = await call(hass, "start_migration", strategy=strategy, cleanup_delay_hours=1)
@@ -197,7 +200,7 @@ async def test_rollback_keeps_optimized_points_recorded_before_the_migration(
     fired = record_fired(hass)
     fire(hass, "sensor.safety_recorded_before", 20)
     await settled(hass, entry)
-    await call(hass, "generate_test_events", count=2_000, days=3, seed=5)
+    await call(hass, "generate_test_events", count=2_000, days=3, seed=5, entity_count=ENTITIES)
     before = await states_held(influxd, [database])
     assert fired <= before["optimized"]
 
@@ -222,7 +225,7 @@ async def test_blue_green_rollback_keeps_a_target_database_that_held_other_data(
     influxd.write("sentinel,kind=user value=42 1700000000000000000", shared)
     options = {"migration": {"target_database": shared}}
     entry = await setup_entry(hass, entry_for(influxd, database, options))
-    await call(hass, "generate_test_events", count=2_000, days=2, seed=6)
+    await call(hass, "generate_test_events", count=2_000, days=2, seed=6, entity_count=ENTITIES)
     history = await legacy_history(influxd, database)
     started = await call(hass, "start_migration", strategy="blue_green", cleanup_delay_hours=1)
     assert started["target_database"] == shared
@@ -242,7 +245,7 @@ async def test_blue_green_rollback_keeps_the_copy_an_earlier_migration_completed
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    await call(hass, "generate_test_events", count=2_000, days=2, seed=7)
+    await call(hass, "generate_test_events", count=2_000, days=2, seed=7, entity_count=ENTITIES)
     first = await call(hass, "start_migration", strategy="blue_green", cleanup_delay_hours=0)
     green = first["target_database"]
     await wait_for_phase(hass, entry.entry_id, {"complete"})
@@ -276,7 +279,7 @@ async def test_cleanup_keeps_legacy_history_outside_the_migrated_time_range(
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    await call(hass, "generate_test_events", count=3_000, days=6, seed=8)
+    await call(hass, "generate_test_events", count=3_000, days=6, seed=8, entity_count=ENTITIES)
     history = await legacy_history(influxd, database)
     now = dt_util.utcnow()
     start, end = now - timedelta(days=4), now - timedelta(days=2)
@@ -311,7 +314,7 @@ async def test_a_transient_server_error_during_cleanup_is_retried(
     hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
 ) -> None:
     entry = await setup_entry(hass, through(proxy, entry_for(influxd, database)))
-    await call(hass, "generate_test_events", count=2_000, days=2, seed=9)
+    await call(hass, "generate_test_events", count=2_000, days=2, seed=9, entity_count=ENTITIES)
     history = await legacy_history(influxd, database)
     refused: list[int] = []
 
@@ -338,7 +341,7 @@ async def test_a_cleanup_that_keeps_failing_pauses_records_both_layouts_and_resu
     hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
 ) -> None:
     entry = await setup_entry(hass, through(proxy, entry_for(influxd, database)))
-    await call(hass, "generate_test_events", count=2_000, days=2, seed=10)
+    await call(hass, "generate_test_events", count=2_000, days=2, seed=10, entity_count=ENTITIES)
     history = await legacy_history(influxd, database)
     deletes: list[int] = []
 
@@ -390,7 +393,7 @@ async def test_the_legacy_writer_retired_at_completion_replays_its_spool(
     hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
 ) -> None:
     entry = await setup_entry(hass, through(proxy, entry_for(influxd, database)))
-    await call(hass, "generate_test_events", count=1_000, days=1, seed=11)
+    await call(hass, "generate_test_events", count=1_000, days=1, seed=11, entity_count=ENTITIES)
     await call(hass, "start_migration", cleanup_delay_hours=1)
     await wait_for_phase(hass, entry.entry_id, {"cleanup"})
     # The legacy writes fail (as if influxd had restarted seconds before): they are spooled.
@@ -448,7 +451,7 @@ async def test_points_held_before_the_cutover_reach_the_migration(
     hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
 ) -> None:
     entry = await setup_entry(hass, through(proxy, entry_for(influxd, database)))
-    await call(hass, "generate_test_events", count=1_500, days=2, seed=12)
+    await call(hass, "generate_test_events", count=1_500, days=2, seed=12, entity_count=ENTITIES)
     proxy.fail_when = is_legacy_write
     fired = record_fired(hass)
     # A unit nothing had before: its measurement does not exist when the migration starts.
@@ -517,7 +520,7 @@ async def test_a_dropped_blue_green_target_is_named_by_the_repair_issue(
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    await call(hass, "generate_test_events", count=1_000, days=1, seed=13)
+    await call(hass, "generate_test_events", count=1_000, days=1, seed=13, entity_count=ENTITIES)
     started = await call(hass, "start_migration", strategy="blue_green", cleanup_delay_hours=1)
     green = started["target_database"]
     await wait_for_phase(hass, entry.entry_id, {"cleanup"})
@@ -574,7 +577,7 @@ async def test_rollback_keeping_the_target_data_removes_nothing(
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    await call(hass, "generate_test_events", count=1_500, days=2, seed=15)
+    await call(hass, "generate_test_events", count=1_500, days=2, seed=15, entity_count=ENTITIES)
     await call(hass, "start_migration", cleanup_delay_hours=1)
     await wait_for_phase(hass, entry.entry_id, {"cleanup"})
     copied = (await states_held(influxd, [database]))["optimized"]
@@ -589,7 +592,7 @@ async def test_a_rollback_while_the_server_is_down_is_refused_and_changes_nothin
     hass: HomeAssistant, influxd: InfluxServer, database: str, proxy: FaultyProxy
 ) -> None:
     entry = await setup_entry(hass, through(proxy, entry_for(influxd, database)))
-    await call(hass, "generate_test_events", count=1_000, days=1, seed=16)
+    await call(hass, "generate_test_events", count=1_000, days=1, seed=16, entity_count=ENTITIES)
     await call(hass, "start_migration", cleanup_delay_hours=1)
     await wait_for_phase(hass, entry.entry_id, {"cleanup"})
     proxy.fail_when = lambda _path, _query, _body: True

@@ -131,7 +131,13 @@ class MigrationModel(RuleBasedStateMachine):
             await hass.services.async_call(
                 DOMAIN,
                 "generate_test_events",
-                {"count": 400, "days": 3, "seed": 7, "config_entry_id": self.entry.entry_id},
+                {
+                    "count": 400,
+                    "days": 3,
+                    "seed": 7,
+                    "entity_count": 20,
+                    "config_entry_id": self.entry.entry_id,
+                },
                 blocking=True,
                 return_response=True,
             )

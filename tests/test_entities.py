@@ -2,6 +2,7 @@
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
+import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from .helpers import entry_for, setup_entry
@@ -12,6 +13,7 @@ from .test_migration_services import call, wait_for_phase
 TIMING_DEPENDENT = {"throughput", "query_time_improvement", "eta"}
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_entity_states_after_a_migration(
     hass: HomeAssistant, influxd: InfluxServer, database: str, snapshot: SnapshotAssertion
 ) -> None:

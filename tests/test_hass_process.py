@@ -6,7 +6,8 @@ the config flow and the service actions over HA's REST API.
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 import json
 from pathlib import Path
 import sys
@@ -99,6 +100,16 @@ async def both_layouts(influx: InfluxServer) -> tuple[Snapshot, Snapshot]:
     return legacy, optimized
 
 
+def run_in_own_loop[T](work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from this sync test in a thread with an event loop of its own.
+
+    ``asyncio.run`` here would leave the test thread without an event loop when it ends,
+    and with pytest-asyncio 1.x every later test would then fail to get one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
 def test_hass_killed_mid_backfill_resumes_from_its_checkpoint_and_ends_exact(
     influx: InfluxServer, hass_process: HassProcess
 ) -> None:
@@ -111,7 +122,7 @@ def test_hass_killed_mid_backfill_resumes_from_its_checkpoint_and_ends_exact(
         {"mode": "history", "count": HISTORY_EVENTS, "pattern": "mixed", "days": 30},
     )
     assert history["events"] == HISTORY_EVENTS
-    legacy_before, _ = asyncio.run(both_layouts(influx))
+    legacy_before, _ = run_in_own_loop(both_layouts(influx))
     total = len(legacy_before)
     # Small batches, one at a time: slow enough to be caught half-way.
     api.call(
@@ -152,7 +163,7 @@ def test_hass_killed_mid_backfill_resumes_from_its_checkpoint_and_ends_exact(
     log = (hass_process.log_path).read_text()
     assert "Resuming migration" in log
 
-    legacy, optimized = asyncio.run(both_layouts(influx))
+    legacy, optimized = run_in_own_loop(both_layouts(influx))
     # The history is untouched; beside it, legacy holds only what HA itself recorded live
     # (its backup sensor, the shopping list…), which dual-write also put in the optimized layout.
     assert {key: legacy[key] for key in legacy_before} == legacy_before

@@ -1,11 +1,19 @@
 """Setting up and unloading a config entry against a real InfluxDB."""
 
 from collections.abc import Iterator
+import logging
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 import pytest
 
 from custom_components.ha_ingestor.const import DOMAIN
@@ -103,4 +111,101 @@ async def test_server_down_at_start_still_records_and_replays(
     await hass.async_add_executor_job(own_influxd.start)
     await eventually(hass, lambda: count(own_influxd, "home", "°C") == 40, timeout=60)
     await eventually(hass, lambda: hass.states.get(connection).state == STATE_ON, timeout=30)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_figures_that_change_at_every_flush_are_disabled_by_default(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """They would fill the recorder for ever; the migration's figures stay enabled."""
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    disabled = {e.translation_key for e in entities if e.disabled_by is not None}
+    assert disabled == {"write_queue_depth", "points_written"}
+    assert all(
+        e.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        and hass.states.get(e.entity_id) is None
+        for e in entities
+        if e.translation_key in disabled
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_setup_failing_after_the_start_leaves_nothing_running(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    listening = hass.bus.async_listeners().get(EVENT_STATE_CHANGED, 0)
+    entry = entry_for(influxd, database)
+    entry.add_to_hass(hass)
+    with patch.object(
+        hass.config_entries, "async_forward_entry_setups", side_effect=RuntimeError("boom")
+    ):
+        assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert hass.bus.async_listeners().get(EVENT_STATE_CHANGED, 0) == listening
+    assert not entry.runtime_data.ingestion.writers
+
+
+def migration_store_key(entry_id: str) -> str:
+    return f"ha_ingestor.{entry_id}.migration"
+
+
+async def test_removing_the_entry_deletes_its_state_and_folder(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, hass_storage: dict[str, Any]
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    hass_storage[migration_store_key(entry.entry_id)] = {"version": 1, "data": {}}
+    folder = Path(hass.config.path(DOMAIN, entry.entry_id))
+    hass.states.async_set("sensor.kept", "1", {"unit_of_measurement": "W"})
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert count(influxd, database, "W") == 1
+    assert folder.is_dir()
+
+    await hass.config_entries.async_remove(entry.entry_id)
+    assert migration_store_key(entry.entry_id) not in hass_storage
+    assert not folder.exists()
+
+
+async def test_removing_the_entry_keeps_a_folder_with_undelivered_points(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    hass_storage: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    hass_storage[migration_store_key(entry.entry_id)] = {"version": 1, "data": {}}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    folder = Path(hass.config.path(DOMAIN, entry.entry_id))
+    segment = folder / "spool-legacy-home" / "000000000001-1.lp"
+
+    def spool_a_point() -> None:
+        segment.parent.mkdir(parents=True, exist_ok=True)
+        segment.write_text("W,domain=sensor,entity_id=lost value=1 1\n")
+
+    await hass.async_add_executor_job(spool_a_point)
+    with caplog.at_level(logging.WARNING):
+        await hass.config_entries.async_remove(entry.entry_id)
+    assert segment.read_text() == "W,domain=sensor,entity_id=lost value=1 1\n"
+    assert migration_store_key(entry.entry_id) not in hass_storage
+    assert str(folder) in caplog.text
+
+
+async def test_a_database_dropped_while_recording_raises_a_repair_issue_until_it_is_back(
+    hass: HomeAssistant, own_influxd: InfluxServer
+) -> None:
+    entry = await setup_entry(hass, entry_for(own_influxd, "home"))
+    issue_id = f"database_missing_{entry.entry_id}"
+    registry = ir.async_get(hass)
+    await hass.async_add_executor_job(own_influxd.drop_database, "home")
+    hass.states.async_set("sensor.orphan", "1", {"unit_of_measurement": "W"})
+    await eventually(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is not None)
+    issue = registry.async_get_issue(DOMAIN, issue_id)
+    assert issue.translation_key == "database_missing"
+    assert issue.translation_placeholders == {"database": "home"}
+    assert issue.severity is ir.IssueSeverity.ERROR
+
+    await hass.async_add_executor_job(own_influxd.create_database, "home")
+    await eventually(hass, lambda: registry.async_get_issue(DOMAIN, issue_id) is None, timeout=60)
+    await eventually(hass, lambda: count(own_influxd, "home", "W") == 1)
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -600,7 +600,7 @@ def test_progress_outside_the_backfill(phase: Phase, percent: float) -> None:
     assert progress_percent(_state(phase, records_read=5, estimated_total_points=10)) == percent
 
 
-def test_progress_by_checkpoint_windows_weights_measurements_by_time_span() -> None:
+def test_without_a_count_progress_is_by_checkpoint_windows_weighted_by_time_span() -> None:
     state = _state(Phase.BACKFILL)
     state.checkpoints = {
         "°C": BackfillCheckpoint(start_ns=0, end_ns=300, completed_until_ns=300),
@@ -609,20 +609,22 @@ def test_progress_by_checkpoint_windows_weights_measurements_by_time_span() -> N
     assert progress_percent(state) == 75.0
 
 
-def test_progress_by_checkpoints_ignores_an_overshooting_estimate() -> None:
-    state = _state(Phase.BACKFILL, records_read=500, estimated_total_points=100)
-    state.checkpoints = {"°C": BackfillCheckpoint(start_ns=0, end_ns=100, completed_until_ns=50)}
-    assert progress_percent(state) == 50.0
-
-
-def test_progress_without_checkpoints_uses_records_against_the_estimate() -> None:
+def test_progress_counts_points_like_the_records_counters_beside_it() -> None:
+    """Time covered and points copied disagree when the history is not spread evenly."""
     state = _state(Phase.BACKFILL, records_read=250, estimated_total_points=1000)
+    state.checkpoints = {"°C": BackfillCheckpoint(start_ns=0, end_ns=100, completed_until_ns=90)}
     assert progress_percent(state) == 25.0
+    # What the backfill read in windows not recorded yet counts too.
+    assert progress_percent(state, records_read=600) == 60.0
 
 
-def test_progress_by_records_is_clamped_to_100() -> None:
+def test_progress_never_shows_100_before_the_backfill_is_done() -> None:
     state = _state(Phase.BACKFILL, records_read=1500, estimated_total_points=1000)
-    assert progress_percent(state) == 100.0
+    assert progress_percent(state) == 99.9
+    state.checkpoints = {"°C": BackfillCheckpoint(start_ns=0, end_ns=100, completed_until_ns=100)}
+    state.estimated_total_points = None
+    assert progress_percent(state) == 99.9
+    assert progress_percent(_state(Phase.VALIDATION, records_read=1)) == 100.0
 
 
 def test_progress_is_zero_without_estimate_or_checkpoints() -> None:
@@ -744,9 +746,11 @@ def test_eta_is_remaining_points_over_throughput() -> None:
     assert eta(state, 100.0, NOW) == NOW + timedelta(seconds=6)
 
 
-def test_eta_is_now_when_the_estimate_is_already_reached() -> None:
+def test_eta_is_never_now_or_in_the_past() -> None:
     state = _state(Phase.BACKFILL, records_read=1200, estimated_total_points=1000)
-    assert eta(state, 100.0, NOW) == NOW
+    assert eta(state, 100.0, NOW) == NOW + timedelta(seconds=1)
+    assert eta(state, 100.0, NOW, records_read=900) == NOW + timedelta(seconds=1)
+    assert eta(state, 50.0, NOW, records_read=500) == NOW + timedelta(seconds=10)
 
 
 @pytest.mark.parametrize(

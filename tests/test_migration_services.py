@@ -271,16 +271,19 @@ async def test_actions_without_a_migration_say_so(
     ("data", "translation_key"),
     [
         ({"strategy": "yolo"}, "invalid_strategy"),
-        ({"batch_size": 0}, "invalid_migration_option"),
-        ({"batch_size": 10**7}, "invalid_migration_option"),
-        ({"concurrent_batches": 99}, "invalid_migration_option"),
-        ({"max_error_rate": 0.5, "rollback_threshold": 0.1}, "invalid_migration_option"),
-        ({"validate_percentage": 0}, "invalid_migration_option"),
+        ({"batch_size": 0}, "option_out_of_range"),
+        ({"batch_size": 10**7}, "option_out_of_range"),
+        ({"concurrent_batches": 99}, "option_out_of_range"),
+        (
+            {"max_error_rate": 0.5, "rollback_threshold": 0.1},
+            "option_rollback_threshold_below_max_error_rate",
+        ),
+        ({"validate_percentage": 0}, "option_out_of_range"),
         (
             {"start_time": "2025-01-02 00:00:00", "end_time": "2025-01-01 00:00:00"},
-            "invalid_migration_option",
+            "option_start_not_before_end",
         ),
-        ({"entities": ["not an entity id"]}, "invalid_migration_option"),
+        ({"entities": ["not an entity id"]}, "option_invalid_entity_filter"),
     ],
 )
 async def test_bad_migration_options_are_refused_before_anything_starts(
@@ -302,7 +305,9 @@ async def test_rejections_above_the_threshold_roll_back_and_raise_a_repair_issue
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    response = await call(hass, "generate_test_events", count=5_000, days=3, seed=2)
+    response = await call(
+        hass, "generate_test_events", count=5_000, days=3, seed=2, entity_count=40
+    )
     legacy_before, _ = await read_layouts(influxd, database)
     # A text "value" already in the optimized "sensor" measurement, in every shard of the
     # period: every numeric sensor point the backfill writes is a field type conflict.
@@ -337,7 +342,9 @@ async def test_rejections_above_the_pause_threshold_pause_and_raise_a_repair_iss
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
-    response = await call(hass, "generate_test_events", count=5_000, days=3, seed=2)
+    response = await call(
+        hass, "generate_test_events", count=5_000, days=3, seed=2, entity_count=40
+    )
     start_ns = int(dt_util.parse_datetime(response["start"]).timestamp() * 1e9)
     lines = [
         f'sensor,entity_id=sensor.blocker value="text" {start_ns + hour * 3_600_000_000_000}'

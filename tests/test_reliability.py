@@ -173,6 +173,9 @@ async def test_every_point_lands_once_when_influxd_is_killed_three_times(
     assert STATE_OFF in connection_states
     assert connection_states[-1] == STATE_ON
     assert entry.runtime_data.ingestion.stats.points_dropped == 0
+    # A write the server stored but could not answer before it died was spooled: it is
+    # replayed (and overwrites itself) once the server answers again.
+    await eventually(hass, lambda: entry.runtime_data.ingestion.stats.spooled_points == 0)
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert spool_files(hass, entry) == []
 
@@ -280,6 +283,7 @@ async def test_refused_points_go_to_the_dead_letter_file_and_the_rest_land(
 # The spool can't be written.
 
 
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")  # write_queue_depth
 async def test_unwritable_spool_keeps_points_in_memory_and_says_so(
     hass: HomeAssistant, own_influxd: InfluxServer
 ) -> None:

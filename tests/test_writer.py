@@ -211,7 +211,8 @@ async def test_every_point_lands_exactly_once_across_a_server_outage(
             writer.stats.spooled_points == 0
             and writer.stats.queue_depth == 0
             and writer.stats.connected
-        )
+        ),
+        within=90,
     )
     await writer.stop()
 

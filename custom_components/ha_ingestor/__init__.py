@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 import logging
 from pathlib import Path
+import shutil
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
@@ -10,13 +11,14 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
 from homeassistant.helpers import config_validation as cv, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
 
 from .connection import async_create_influx_client
 from .const import DOMAIN
 from .influx import CannotConnect, DatabaseNotFound, InfluxClient, InvalidAuth
 from .ingest import Ingestion
-from .migration import MigrationController
+from .migration import STORE_VERSION, MigrationController
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,6 +104,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     )
     await migration.async_load()
     await ingestion.async_start(migration.wanted_recordings)
+    try:
+        await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    except Exception:
+        # HA does not unload an entry whose setup failed: stop what already runs, or its
+        # writers and event listener would go on recording for an entry that is not loaded.
+        await migration.async_shutdown()
+        await ingestion.async_stop()
+        raise
 
     async def _async_flush_on_stop(_event: Event) -> None:
         await migration.async_shutdown()
@@ -117,7 +127,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
 
     entry.async_on_unload(async_dispatcher_connect(hass, signal, _async_updated))
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     migration.async_resume_after_restart()
     return True
 
@@ -131,7 +140,34 @@ async def async_unload_entry(hass: HomeAssistant, entry: IngestorConfigEntry) ->
     return unloaded
 
 
+async def async_remove_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
+    """Delete the entry's migration state and its folder, unless points wait in its spool."""
+    await Store[dict[str, object]](
+        hass, STORE_VERSION, f"{DOMAIN}.{entry.entry_id}.migration"
+    ).async_remove()
+    storage_dir = Path(hass.config.path(DOMAIN, entry.entry_id))
+
+    def _remove_unless_spooled() -> bool:
+        if any(storage_dir.glob("spool-*/*.lp")):
+            return False
+        shutil.rmtree(storage_dir, ignore_errors=True)
+        return True
+
+    if not await hass.async_add_executor_job(_remove_unless_spooled):
+        _LOGGER.warning(
+            "Kept %s: its spool-* folders hold points never delivered to InfluxDB "
+            "(line protocol, one point a line); write them yourself or delete the folder",
+            storage_dir,
+        )
+
+
 async def _async_options_updated(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
+    data = entry.runtime_data
+    if data.migration.owns_options(entry.options):
+        # A completed migration wrote down what it leaves recorded: nothing to restart.
+        data.ingestion.use_recording_options(entry.options)
+        await data.migration.async_apply_layouts()
+        return
     await hass.config_entries.async_reload(entry.entry_id)
 
 

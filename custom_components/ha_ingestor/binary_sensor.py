@@ -55,6 +55,8 @@ async def async_setup_entry(
 class IngestorBinarySensor(IngestorEntity, BinarySensorEntity):
     """A yes/no fact about the ingestion or the migration."""
 
+    _entity_platform = "binary_sensor"
+
     entity_description: IngestorBinarySensorDescription
 
     @property

@@ -6,7 +6,6 @@ import logging
 from typing import Any, Final
 
 from homeassistant.config_entries import (
-    ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
@@ -32,6 +31,7 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 from yarl import URL
 
+from . import IngestorConfigEntry
 from .connection import async_create_influx_client, unique_id
 from .const import (
     CONF_API_VERSION,
@@ -77,7 +77,15 @@ from .const import (
     WriteMode,
 )
 from .core_influxdb import CoreConfig, async_find_core_config
-from .influx import ApiVersion, CannotConnect, DatabaseNotFound, InvalidAuth
+from .influx import (
+    ApiVersion,
+    CannotConnect,
+    DatabaseNotFound,
+    InvalidAuth,
+    NotInfluxDB,
+    TlsMismatch,
+    WrongApiVersion,
+)
 from .ingest import allowed_attributes, optimized_options
 from .legacy_layout import (
     CONF_COMPONENT_CONFIG,
@@ -89,6 +97,11 @@ from .migration_model import ConfigError, MigrationConfig
 from .optimized_layout import RESERVED_NAMES
 
 _LOGGER = logging.getLogger(__name__)
+
+# The form shows each option of a translated selector under its translation key, which may not
+# hold "__" (hassfest's key rule); the options store core's own value for it.
+_MEASUREMENT_ATTR_FORM_KEYS: Final = {"domain__device_class": "domain_device_class"}
+_MEASUREMENT_ATTR_VALUES: Final = {key: value for value, key in _MEASUREMENT_ATTR_FORM_KEYS.items()}
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -118,17 +131,19 @@ def _v1_schema(defaults: Mapping[str, Any]) -> vol.Schema:
     )
 
 
-def _v2_schema(defaults: Mapping[str, Any]) -> vol.Schema:
+def _v2_schema(defaults: Mapping[str, Any], *, secrets_optional: bool = False) -> vol.Schema:
+    token = vol.Optional if secrets_optional else vol.Required
     return vol.Schema(
         {
             vol.Required(CONF_URL, default=defaults.get(CONF_URL, DEFAULT_V1_URL)): _URL,
-            vol.Required(
-                CONF_TOKEN, description={"suggested_value": defaults.get(CONF_TOKEN)}
-            ): _PASSWORD,
+            token(CONF_TOKEN, description={"suggested_value": defaults.get(CONF_TOKEN)}): (
+                _PASSWORD
+            ),
             vol.Required(
                 CONF_ORGANIZATION, description={"suggested_value": defaults.get(CONF_ORGANIZATION)}
             ): _TEXT,
-            vol.Required(CONF_BUCKET, default=defaults.get(CONF_BUCKET, "home_assistant")): _TEXT,
+            # HA core's influxdb integration's default bucket.
+            vol.Required(CONF_BUCKET, default=defaults.get(CONF_BUCKET, "Home Assistant")): _TEXT,
             vol.Required(CONF_VERIFY_SSL, default=defaults.get(CONF_VERIFY_SSL, True)): (
                 BooleanSelector()
             ),
@@ -136,8 +151,12 @@ def _v2_schema(defaults: Mapping[str, Any]) -> vol.Schema:
     )
 
 
-def _schema_for(api_version: ApiVersion, defaults: Mapping[str, Any]) -> vol.Schema:
-    return _v1_schema(defaults) if api_version is ApiVersion.V1 else _v2_schema(defaults)
+def _schema_for(
+    api_version: ApiVersion, defaults: Mapping[str, Any], *, secrets_optional: bool = False
+) -> vol.Schema:
+    if api_version is ApiVersion.V1:
+        return _v1_schema(defaults)
+    return _v2_schema(defaults, secrets_optional=secrets_optional)
 
 
 async def _async_validate_connection(flow: ConfigFlow, data: Mapping[str, Any]) -> dict[str, str]:
@@ -158,10 +177,20 @@ async def _async_validate_connection(flow: ConfigFlow, data: Mapping[str, Any]) 
     try:
         await client.ping()
         await client.validate()
+    except TlsMismatch as err:
+        _LOGGER.debug("TLS problem with %s: %s", data[CONF_URL], err)
+        return {CONF_URL: "tls_certificate" if err.certificate else "tls_mismatch"}
+    except NotInfluxDB as err:
+        _LOGGER.debug("%s is not InfluxDB: %s", data[CONF_URL], err)
+        return {CONF_URL: "not_influxdb"}
     except CannotConnect as err:
         _LOGGER.debug("Cannot connect to InfluxDB at %s: %s", data[CONF_URL], err)
         return {"base": "cannot_connect"}
+    except WrongApiVersion:
+        return {"base": "wrong_api_version_v1" if not is_v1 else "wrong_api_version_v2"}
     except InvalidAuth:
+        if is_v1 and not data.get(CONF_USERNAME):
+            return {CONF_USERNAME: "username_required"}
         return {"base": "invalid_auth"}
     except DatabaseNotFound:
         if is_v1:
@@ -197,7 +226,7 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> OptionsFlow:
+    def async_get_options_flow(config_entry: IngestorConfigEntry) -> OptionsFlow:
         """Options: layouts, filters, migration thresholds."""
         return HaIngestorOptionsFlow()
 
@@ -335,6 +364,10 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = _clean(user_input) | {CONF_API_VERSION: api_version.value}
+            # Secrets are not shown again; left empty, the stored one stays.
+            for secret in (CONF_PASSWORD, CONF_TOKEN):
+                if not data.get(secret) and entry.data.get(secret):
+                    data[secret] = entry.data[secret]
             errors = await _async_validate_connection(self, data)
             if not errors:
                 new_id = unique_id(data)
@@ -348,7 +381,15 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
                 )
         return self.async_show_form(
             step_id=f"reconfigure_{'v1' if api_version is ApiVersion.V1 else 'v2'}",
-            data_schema=_schema_for(api_version, user_input or entry.data),
+            data_schema=_schema_for(
+                api_version,
+                {
+                    key: value
+                    for key, value in (user_input or entry.data).items()
+                    if key not in (CONF_PASSWORD, CONF_TOKEN)
+                },
+                secrets_optional=True,
+            ),
             errors=errors,
         )
 
@@ -414,6 +455,10 @@ def _parse_tags(lines: list[str]) -> dict[str, str] | None:
     return tags
 
 
+def _measurement_attr_form_key(value: str) -> str:
+    return _MEASUREMENT_ATTR_FORM_KEYS.get(value, value)
+
+
 def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
     legacy = options.get(SECTION_LEGACY, {})
     ingestion = options.get(SECTION_INGESTION, {})
@@ -422,10 +467,19 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
     def suggested(values: Mapping[str, Any], key: str, default: Any = None) -> dict[str, Any]:
         return {"suggested_value": values.get(key, default)}
 
-    def number(minimum: float, maximum: float, step: float) -> NumberSelector:
-        return NumberSelector(
-            NumberSelectorConfig(min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX)
+    def number(
+        minimum: float, maximum: float, step: float, unit: str | None = None
+    ) -> NumberSelector:
+        config = NumberSelectorConfig(
+            min=minimum, max=maximum, step=step, mode=NumberSelectorMode.BOX
         )
+        if unit is not None:
+            config["unit_of_measurement"] = unit
+        return NumberSelector(config)
+
+    def percent(key: str, default: float) -> float:
+        # Shown in percent, like the sensors; stored as a share (MigrationConfig's unit).
+        return round(float(migration.get(key, default)) * 100, 4)
 
     # Core's YAML form, pasted as it is: {key: {override_measurement, ignore_attributes}}.
     overrides: dict[vol.Marker, ObjectSelector] = {
@@ -439,10 +493,15 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                     {
                         vol.Required(
                             CONF_MEASUREMENT_ATTR,
-                            default=legacy.get(CONF_MEASUREMENT_ATTR, DEFAULT_MEASUREMENT_ATTR),
+                            default=_measurement_attr_form_key(
+                                legacy.get(CONF_MEASUREMENT_ATTR, DEFAULT_MEASUREMENT_ATTR)
+                            ),
                         ): SelectSelector(
                             SelectSelectorConfig(
-                                options=list(MEASUREMENT_ATTR_CHOICES),
+                                options=[
+                                    _measurement_attr_form_key(value)
+                                    for value in MEASUREMENT_ATTR_CHOICES
+                                ],
                                 custom_value=True,
                                 mode=SelectSelectorMode.DROPDOWN,
                                 translation_key=CONF_MEASUREMENT_ATTR,
@@ -544,16 +603,15 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             default=migration.get(CONF_CONCURRENT_BATCHES, 4),
                         ): vol.All(number(1, 32, 1), vol.Coerce(int)),
                         vol.Required(
-                            CONF_MAX_ERROR_RATE, default=migration.get(CONF_MAX_ERROR_RATE, 0.01)
-                        ): number(0, 1, 0.001),
+                            CONF_MAX_ERROR_RATE, default=percent(CONF_MAX_ERROR_RATE, 0.01)
+                        ): number(0, 100, 0.1, "%"),
                         vol.Required(
-                            CONF_ROLLBACK_THRESHOLD,
-                            default=migration.get(CONF_ROLLBACK_THRESHOLD, 0.05),
-                        ): number(0, 1, 0.001),
+                            CONF_ROLLBACK_THRESHOLD, default=percent(CONF_ROLLBACK_THRESHOLD, 0.05)
+                        ): number(0, 100, 0.1, "%"),
                         vol.Required(
                             CONF_VALIDATE_PERCENTAGE,
-                            default=migration.get(CONF_VALIDATE_PERCENTAGE, 0.1),
-                        ): number(0.001, 1, 0.001),
+                            default=percent(CONF_VALIDATE_PERCENTAGE, 0.1),
+                        ): number(0.1, 100, 0.1, "%"),
                         vol.Required(
                             CONF_MIGRATION_WINDOW_HOURS,
                             default=migration.get(CONF_MIGRATION_WINDOW_HOURS, 24),
@@ -635,6 +693,9 @@ def _validate_options(
     ingestion = dict(user_input.get(SECTION_INGESTION, {}))
     migration = dict(user_input.get(SECTION_MIGRATION, {}))
 
+    if CONF_MEASUREMENT_ATTR in legacy:
+        chosen = legacy[CONF_MEASUREMENT_ATTR]
+        legacy[CONF_MEASUREMENT_ATTR] = _MEASUREMENT_ATTR_VALUES.get(chosen, chosen)
     tags = _parse_tags([line for line in legacy.get(CONF_TAGS, []) if line.strip()])
     if tags is None:
         errors[SECTION_LEGACY] = "invalid_tags"
@@ -658,6 +719,9 @@ def _validate_options(
         errors[SECTION_INGESTION] = "reserved_attribute"
         placeholders["problem"] = ", ".join(reserved)
 
+    for key in (CONF_MAX_ERROR_RATE, CONF_ROLLBACK_THRESHOLD, CONF_VALIDATE_PERCENTAGE):
+        if key in migration:
+            migration[key] = float(migration[key]) / 100
     if migration[CONF_MAX_ERROR_RATE] > migration[CONF_ROLLBACK_THRESHOLD]:
         errors[SECTION_MIGRATION] = "threshold_order"
     else:

@@ -7,6 +7,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 
 from . import IngestorConfigEntry
 from .const import DOMAIN
+from .influx import ApiVersion
 
 
 class IngestorEntity(Entity):
@@ -15,17 +16,28 @@ class IngestorEntity(Entity):
     _attr_has_entity_name = True
     _attr_should_poll = False
 
+    # The platform's domain, for the entity id this entity asks for.
+    _entity_platform: str
+
     def __init__(self, entry: IngestorConfigEntry, description: EntityDescription) -> None:
         self.entity_description = description
         self._entry = entry
         self._attr_unique_id = f"{entry.entry_id}_{description.key}"
+        # Predictable ids (sensor.ha_ingestor_migration_phase) so the shipped dashboard and
+        # automations work as they are for the first entry; a second entry gets "_2".
+        self.entity_id = f"{self._entity_platform}.{DOMAIN}_{description.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
             name=entry.title,
             manufacturer="InfluxData",
             model=f"InfluxDB {entry.runtime_data.client.settings.api_version.value}.x",
             entry_type=DeviceEntryType.SERVICE,
-            configuration_url=entry.runtime_data.client.settings.url,
+            # InfluxDB 1.x serves no web page; 2.x has its UI at the server's address.
+            configuration_url=(
+                entry.runtime_data.client.settings.url
+                if entry.runtime_data.client.settings.api_version is ApiVersion.V2
+                else None
+            ),
         )
 
     async def async_added_to_hass(self) -> None:

@@ -224,8 +224,16 @@ class Ingestion:
         # The active writers, for the listener (a tuple is the cheapest to walk).
         self._targets: tuple[PointWriter[StateChange], ...] = ()
         self._watchers: set[asyncio.Task[None]] = set()
+        # Points written by writers that have finished since the start (kept in the total).
+        self._written_by_finished = 0
         self._unsubscribe: list[Callable[[], None]] = []
         self._entity_registry = er.async_get(hass)
+
+    def use_recording_options(self, options: Mapping[str, Any]) -> None:
+        """Take the write mode and optimized database of changed options (no restart)."""
+        ingestion = options.get(SECTION_INGESTION, {})
+        self.mode = WriteMode(ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY))
+        self._optimized_database = ingestion.get(CONF_OPTIMIZED_DATABASE) or self._client.database
 
     @property
     def configured_recordings(self) -> frozenset[Recording]:
@@ -298,6 +306,14 @@ class Ingestion:
             self._retire(recording, self._active.pop(recording))
         self._stats_changed(None)
 
+    def holds_before(self, recording: Recording, before_ns: int) -> bool:
+        """Whether a writer of ``recording`` holds a point older than ``before_ns``."""
+        return any(
+            writer.holds_before(before_ns)
+            for found in (self._active, self._retired)
+            if (writer := found.get(recording)) is not None
+        )
+
     async def async_flushed(self, recording: Recording, before_ns: int) -> None:
         """Return once no writer of ``recording`` holds a point older than ``before_ns``.
 
@@ -328,6 +344,7 @@ class Ingestion:
         for recording in [r for r in self._retired if r.database == database]:
             writer = self._retired.pop(recording)
             discarded += await writer.discard()
+            self._written_by_finished += writer.stats.points_written
         self._stats_changed(None)
         return discarded
 
@@ -342,7 +359,7 @@ class Ingestion:
             queue_depth=sum(s.queue_depth for s in values),
             spooled_points=sum(s.spooled_points for s in values),
             dead_letter_count=self.dead_letters.count,
-            points_written=sum(s.points_written for s in values),
+            points_written=self._written_by_finished + sum(s.points_written for s in values),
             points_dropped=sum(s.points_dropped for s in values),
             last_error=next((s.last_error for s in values if s.last_error), None),
             spool_error=next((s.spool_error for s in values if s.spool_error), None),
@@ -397,6 +414,7 @@ class Ingestion:
             await writer.wait_finished()
             if self._retired.get(recording) is writer:
                 del self._retired[recording]
+                self._written_by_finished += writer.stats.points_written
                 self._stats_changed(None)
 
         watcher = self._hass.async_create_background_task(

@@ -28,6 +28,7 @@ from homeassistant.core import HomeAssistant, ServiceResponse, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util, ulid as ulid_util
@@ -61,6 +62,8 @@ from .migration_model import (
     transition,
 )
 from .optimized_layout import LegacyTransform
+from .repairs import FIX_ACTIONS
+from .spool import DeadLetterFile
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,6 +82,13 @@ _DRAIN_SECONDS = 30.0
 _LIVE_MARGIN = timedelta(minutes=1)
 # A rollback's removal that failed is retried in the background, this often at most.
 _REMOVAL_RETRY_SECONDS = 60.0
+# How often the entities are refreshed while a backfill runs (throughput decays, ETA moves).
+_REFRESH_INTERVAL = timedelta(seconds=5)
+# The backfill reached about half the raw read rate on the reference machine (README): a
+# dry run without an earlier backfill estimates from a read measured on the user's server.
+_BACKFILL_SHARE_OF_READ = 0.5
+# How many entity ids a dry-run answer lists.
+_LISTED = 20
 
 _ISSUES = (
     "migration_paused",
@@ -87,6 +97,17 @@ _ISSUES = (
     "cleanup_paused",
     "rollback_incomplete",
 )
+
+
+def _duration_text(seconds: int) -> str:
+    """A duration the way a person says it: under a minute, 12 minutes, 3.5 hours."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 5_400:
+        return f"{round(seconds / 60)} minutes"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86_400:.1f} days"
 
 
 def _parse_record(data: Any) -> tuple[MigrationState, str | None, datetime | None]:
@@ -129,11 +150,19 @@ class MigrationController:
         self._cleanup_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._removal: asyncio.Task[None] | None = None
+        # The backfill running now: its counters move with every batch, the state's with
+        # every recorded window.
+        self._backfill: engine.Backfill | None = None
         self._throughput = ThroughputWindow()
-        self._points_per_second: float | None = None
+        # Points per second of this entry's last backfill (saved), for dry-run estimates.
+        self._measured_rate: float | None = None
         self._last_error: str | None = None
+        # The options a completed migration wrote, until the update listener sees them.
+        self._own_options: dict[str, Any] | None = None
         # False while a running backfill cannot reach InfluxDB (it waits for it).
         self.server_reachable = True
+        # What preparation discovered; after a restart the backfill discovers it again.
+        self._source: engine.DiscoveredSource | None = None
 
     # What the entities show. A rolled-back run's figures describe data that is gone, so
     # after a rollback they read as before any migration.
@@ -153,25 +182,42 @@ class MigrationController:
         """Whether migration work is under way right now."""
         return self.state is not None and self.state.is_running
 
+    def _counts(self) -> tuple[int, int, int]:
+        """Points read, migrated and failed: the running backfill's live figures, if any."""
+        run = self._run
+        if run is None:
+            return 0, 0, 0
+        if self._backfill is not None and self._backfill.state is run:
+            return self._backfill.live_counts
+        return run.records_read, run.records_migrated, run.records_failed
+
     @property
     def progress(self) -> float:
-        """Percent done (0 without a migration)."""
-        return round(progress_percent(self._run), 2) if self._run else 0.0
+        """Percent of the backfill's points copied (0 without a migration)."""
+        run = self._run
+        return round(progress_percent(run, self._counts()[0]), 2) if run else 0.0
 
     @property
     def records_migrated(self) -> int:
         """Points written to the optimized layout by the backfill."""
-        return self._run.records_migrated if self._run else 0
+        return self._counts()[1]
 
     @property
     def records_failed(self) -> int:
         """Points the server refused (they are in the dead-letter file)."""
-        return self._run.records_failed if self._run else 0
+        return self._counts()[2]
 
     @property
     def error_rate_percent(self) -> float:
         """Failed share of processed points, in percent."""
-        return round(error_rate(self._run) * 100, 4) if self._run else 0.0
+        _, migrated, failed = self._counts()
+        processed = migrated + failed
+        return round(failed / processed * 100, 4) if processed else 0.0
+
+    @property
+    def records_total(self) -> int | None:
+        """The points the backfill copies, counted before it started (None: not yet)."""
+        return self._run.estimated_total_points if self._run else None
 
     @property
     def integrity_percent(self) -> float | None:
@@ -182,18 +228,31 @@ class MigrationController:
         return round(run.validation.integrity_score * 100, 4)
 
     @property
-    def throughput(self) -> float | None:
-        """Backfill points per second over the last minute."""
-        if self._run is None or self._points_per_second is None:
+    def _points_per_second(self) -> float | None:
+        if self._backfill is None:
             return None
-        return round(self._points_per_second, 1)
+        return self._throughput.points_per_second(time.monotonic())
+
+    @property
+    def throughput(self) -> float | None:
+        """Backfill points per second over the last minute; unknown when none runs."""
+        rate = self._points_per_second
+        return None if rate is None else round(rate, 1)
 
     @property
     def eta(self) -> datetime | None:
-        """When the backfill should finish at the current throughput."""
+        """When the backfill should finish at the current throughput (never in the past)."""
         if self._run is None:
             return None
-        return eta(self._run, self._points_per_second, dt_util.utcnow())
+        return eta(self._run, self._points_per_second, dt_util.utcnow(), self._counts()[0])
+
+    @property
+    def cleanup_due(self) -> datetime | None:
+        """When the cleanup runs, while the migration waits for it."""
+        state = self._run
+        if state is None or state.recording_phase is not Phase.CLEANUP:
+            return None
+        return self._cleanup_due
 
     @property
     def query_time_improvement(self) -> float | None:
@@ -221,6 +280,11 @@ class MigrationController:
         if phase is Phase.COMPLETE and not ledger.options_applied:
             return frozenset({Recording(Layout.OPTIMIZED, ledger.target_database)})
         return configured
+
+    def owns_options(self, options: Mapping[str, Any]) -> bool:
+        """Whether ``options`` are the ones this migration just wrote (once per write)."""
+        mine, self._own_options = self._own_options, None
+        return mine is not None and dict(options) == mine
 
     def default_config(self) -> MigrationConfig:
         """The migration options of the entry, before per-call overrides."""
@@ -255,6 +319,8 @@ class MigrationController:
         self.state = state
         self.target_database = target
         self._cleanup_due = cleanup_due
+        rate = data.get("measured_points_per_second")
+        self._measured_rate = float(rate) if isinstance(rate, int | float) and rate > 0 else None
         if state.ledger is None and state.phase is not Phase.IDLE:
             # Saved by a version without a ledger: nothing is known about what the target
             # held, so nothing in it is ever deleted (see MigrationLedger.protected_spans).
@@ -337,15 +403,7 @@ class MigrationController:
             )
         target = self._target_for(config.strategy)
         if config.dry_run:
-            summary = await self._guard(
-                engine.discover(self._client, self._client.database, config)
-            )
-            return {
-                "dry_run": True,
-                "target_database": target,
-                **plan(config, summary, points_per_second=self._points_per_second).as_dict(),
-                "separate_target": target != self._client.database,
-            }
+            return await self._guard(self._async_dry_run(config, target))
         now = dt_util.utcnow()
         state = start_migration(config, migration_id=ulid_util.ulid_now(), now=now)
         state.ledger = MigrationLedger(
@@ -356,7 +414,6 @@ class MigrationController:
         self.state = state
         self.target_database = target
         self._cleanup_due = None
-        self._points_per_second = None
         self._throughput = ThroughputWindow()
         for issue in _ISSUES:
             ir.async_delete_issue(self.hass, DOMAIN, f"{issue}_{self._entry.entry_id}")
@@ -367,6 +424,38 @@ class MigrationController:
             "strategy": config.strategy.value,
             "phase": state.phase.value,
             "target_database": target,
+        }
+
+    async def _async_dry_run(self, config: MigrationConfig, target: str) -> ServiceResponse:
+        """The plan, summary first, with a time estimate from a measured rate."""
+        summary = await engine.discover(self._client, self._client.database, config)
+        rate, basis = self._measured_rate, "last_backfill"
+        if rate is None:
+            read_rate = await engine.measure_read_rate(self._client, self._client.database, summary)
+            if read_rate is not None:
+                rate, basis = read_rate * _BACKFILL_SHARE_OF_READ, "read_measured_now"
+        details = plan(config, summary, points_per_second=rate).as_dict()
+        entity_ids: list[str] = details.pop("entity_ids")
+        seconds = details.pop("estimated_backfill_seconds")
+        rounded = None if seconds is None else round(seconds)
+        estimate = "an unknown time" if rounded is None else _duration_text(rounded)
+        return {
+            "summary": (
+                f"{details['estimated_points']:,} points of {len(entity_ids):,} entities in "
+                f"{len(details['measurements']):,} measurements would be copied into "
+                f"{target}; the backfill would take about {estimate}."
+            ),
+            "dry_run": True,
+            "estimated_points": details.pop("estimated_points"),
+            "estimated_backfill_seconds": rounded,
+            "points_per_second": None if rate is None else round(rate),
+            "rate_basis": basis if rate is not None else None,
+            "entities": len(entity_ids),
+            "target_database": target,
+            "separate_target": target != self._client.database,
+            **details,
+            "entity_ids": entity_ids[:_LISTED],
+            "more_entities": max(len(entity_ids) - _LISTED, 0),
         }
 
     async def async_pause(self) -> ServiceResponse:
@@ -451,14 +540,36 @@ class MigrationController:
         self._notify()
         return result
 
-    async def async_run_cleanup_now(self) -> None:
-        """End the cleanup wait now; does nothing unless the migration is in its cleanup."""
+    async def async_run_cleanup_now(
+        self, *, delete_legacy_data: bool | None = None, strict: bool = False
+    ) -> ServiceResponse:
+        """End the cleanup wait now, deleting legacy history as asked (or as configured).
+
+        Outside the cleanup this does nothing, or raises a translated error when ``strict``.
+        """
         state = self.state
-        if state is None or state.recording_phase is not Phase.CLEANUP:
-            return
+        if state is None or state.phase is not Phase.CLEANUP:
+            if strict:
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="not_in_cleanup" if state else "no_migration",
+                    translation_placeholders={"phase": self.phase.value},
+                )
+            return None
+        if delete_legacy_data is not None and delete_legacy_data != state.config.delete_legacy_data:
+            state.config = state.config.with_overrides(delete_legacy_data=delete_legacy_data)
+            await self._audit(
+                {"event": "cleanup_setting", "delete_legacy_data": delete_legacy_data}
+            )
         self._cleanup_due = dt_util.utcnow()
         self._cleanup_now.set()
         await self._async_save()
+        self._notify()
+        return {
+            "phase": state.phase.value,
+            "delete_legacy_data": state.config.delete_legacy_data,
+            "cleanup_due": self._cleanup_due.isoformat(),
+        }
 
     # The run loop.
 
@@ -528,6 +639,7 @@ class MigrationController:
         )
         ledger.inventoried_ns = now_ns
         summary = await engine.discover(self._client, self._client.database, state.config)
+        self._source = summary
         state.estimated_total_points = sum(series.point_count for series in summary.series)
         await self._async_save()
         await self._audit(
@@ -545,12 +657,18 @@ class MigrationController:
     async def _async_backfill(self) -> None:
         state = self._require_state()
         ledger = self._ledger()
-        if not state.checkpoints and state.cutover_ns is not None:
+        source = self._source
+        legacy = Recording(Layout.LEGACY, ledger.source_database)
+        if (
+            not state.checkpoints
+            and state.cutover_ns is not None
+            and self._ingestion.holds_before(legacy, state.cutover_ns)
+        ):
             # Plan only once the legacy writers delivered what they held from before the
-            # cutover (a spool from an outage, say): those points are the backfill's.
-            await self._ingestion.async_flushed(
-                Recording(Layout.LEGACY, ledger.source_database), state.cutover_ns
-            )
+            # cutover (a spool from an outage, say): those points are the backfill's, and
+            # what preparation discovered does not know them.
+            await self._ingestion.async_flushed(legacy, state.cutover_ns)
+            source = None
         backfill = engine.Backfill(
             self._client,
             state,
@@ -560,13 +678,26 @@ class MigrationController:
             save=self._async_save_state,
             on_progress=self._progress,
             on_connection=self._backfill_reaches_server,
-            dead_letter_path=self._storage_dir / "migration_dead_letter.jsonl",
+            dead_letter_path=self._dead_letter_path,
+            source=source,
         )
+        self._backfill = backfill
+        self._throughput = ThroughputWindow()
+        started = time.monotonic()
+        copied_before = state.records_migrated
+        # Throughput and ETA are computed when shown: refresh them while nothing else pushes.
+        refresh = async_track_time_interval(self.hass, self._refresh, _REFRESH_INTERVAL)
         try:
             outcome = await backfill.run()
         finally:
+            refresh()
+            self._backfill = None
+            elapsed = time.monotonic() - started
+            if (copied := state.records_migrated - copied_before) > 0 and elapsed > 1:
+                self._measured_rate = copied / elapsed
             # Only a running backfill has something to say about the server.
             self._backfill_reaches_server(True)
+            self._notify()
         if outcome is engine.BackfillOutcome.STOPPED:
             return
         if outcome is engine.BackfillOutcome.PAUSE:
@@ -616,6 +747,7 @@ class MigrationController:
         if self._cleanup_due is None:
             self._cleanup_due = dt_util.utcnow() + timedelta(hours=state.config.cleanup_delay_hours)
             await self._async_save()
+        self._notify()
         self._cleanup_now.clear()
         while (delay := (self._cleanup_due - dt_util.utcnow()).total_seconds()) > 0:
             try:
@@ -679,6 +811,7 @@ class MigrationController:
         ledger.options_applied = True
         await self._async_save()
         if options != dict(self._entry.options):
+            self._own_options = options
             self.hass.config_entries.async_update_entry(self._entry, options=options)
 
     # Outcomes.
@@ -693,10 +826,31 @@ class MigrationController:
         self._raise_issue(
             "migration_paused",
             ir.IssueSeverity.WARNING,
+            cause=reason,
+            failed=f"{state.records_failed:,}",
+            example=await self._pause_example(),
             error_rate=f"{error_rate(state):.2%}",
             threshold=f"{state.config.max_error_rate:.2%}",
-            dead_letter=str(self._storage_dir / "migration_dead_letter.jsonl"),
         )
+
+    async def _pause_example(self) -> str:
+        """One example of what went wrong: a mismatching entity, or a refused point."""
+        state = self._require_state()
+        if state.phase_before_pause is Phase.VALIDATION and state.validation is not None:
+            for entity, mismatch in state.validation.mismatches.items():
+                return (
+                    f"{entity}: {mismatch.legacy_points:,} legacy points, "
+                    f"{mismatch.optimized_points:,} optimized, "
+                    f"{mismatch.mismatched_records:,} sampled points differ"
+                )
+        letter = await DeadLetterFile(self._dead_letter_path).last()
+        if letter is None:
+            return "-"
+        return f"{letter.reason[:300]} (point: {letter.line[:120]})"
+
+    @property
+    def _dead_letter_path(self) -> Path:
+        return self._storage_dir / "migration_dead_letter.jsonl"
 
     async def _async_rollback(self, reason: str, *, keep_target: bool, automatic: bool) -> int:
         """Record the rollback, go back to the recording from before, remove what was written.
@@ -707,7 +861,6 @@ class MigrationController:
         """
         ledger = self._ledger()
         ledger.removal_pending = not keep_target
-        self._points_per_second = None
         self._throughput = ThroughputWindow()
         for issue in ("migration_paused", "cleanup_paused", "migration_failed"):
             ir.async_delete_issue(self.hass, DOMAIN, f"{issue}_{self._entry.entry_id}")
@@ -853,7 +1006,8 @@ class MigrationController:
             self.hass,
             DOMAIN,
             f"{key}_{self._entry.entry_id}",
-            is_fixable=False,
+            is_fixable=key in FIX_ACTIONS,
+            data={"key": key, "entry_id": self._entry.entry_id},
             severity=severity,
             translation_key=key,
             translation_placeholders={
@@ -882,8 +1036,8 @@ class MigrationController:
 
     @callback
     def _progress(self, state: MigrationState) -> None:
-        self._throughput.add(time.monotonic(), state.records_migrated)
-        self._points_per_second = self._throughput.points_per_second(time.monotonic())
+        _, migrated, failed = self._counts()
+        self._throughput.add(time.monotonic(), migrated + failed)
         self._notify()
 
     @callback
@@ -891,6 +1045,10 @@ class MigrationController:
         if reachable != self.server_reachable:
             self.server_reachable = reachable
             self._notify()
+
+    @callback
+    def _refresh(self, _now: datetime) -> None:
+        self._notify()
 
     @callback
     def _notify(self) -> None:
@@ -947,6 +1105,7 @@ class MigrationController:
                 "state": self.state.to_dict(),
                 "target_database": self.target_database,
                 "cleanup_due": self._cleanup_due.isoformat() if self._cleanup_due else None,
+                "measured_points_per_second": self._measured_rate,
             }
         )
 

@@ -188,46 +188,66 @@ class DiscoveredSource(SourceSummary):
         return sum(s.point_count for s in self.series if s.measurement == measurement)
 
 
+# Measurements discovered at the same time (each is a handful of small queries).
+_DISCOVERING: Final = 4
+
+
 async def discover(
-    client: InfluxClient, database: str | None = None, config: MigrationConfig | None = None
+    client: InfluxClient,
+    database: str | None = None,
+    config: MigrationConfig | None = None,
+    *,
+    until_ns: int | None = None,
+    skip: Collection[str] = (),
 ) -> DiscoveredSource:
     """Find the legacy-layout history: measurements, entities, field keys, time range, counts.
 
-    Only entities the config selects and points inside its time range count. Series of the
-    optimized layout in the same database are not legacy data and are left out.
+    Only entities the config selects and points inside its time range (and before
+    ``until_ns``, the cutover) count; measurements in ``skip`` are not looked at. Series of
+    the optimized layout in the same database are not legacy data and are left out.
     """
     config = config or MigrationConfig()
     database = database or client.database
     start_ns, end_ns = _range_ns(config)
+    if until_ns is not None:
+        end_ns = min(end_ns, until_ns)
+    slots = asyncio.Semaphore(_DISCOVERING)
+
+    async def one(measurement: str) -> tuple[str, tuple[str, ...], dict[str, int], int, int] | None:
+        async with slots:
+            if not await client.tag_values("domain", measurement, database):
+                return None  # no legacy series at all
+            keys = tuple(await client.field_keys(measurement, database))
+            counts: dict[str, int] = {}
+            first: int | None = None
+            last: int | None = None
+            for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
+                async for _, entity_id, row in legacy_rows(
+                    client,
+                    measurement,
+                    function,
+                    selects=config.selects,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                    database=database,
+                    fields=keys,
+                ):
+                    if function is Aggregate.COUNT:
+                        counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
+                    elif function is Aggregate.FIRST:
+                        first = row.time_ns if first is None else min(first, row.time_ns)
+                    else:
+                        last = row.time_ns if last is None else max(last, row.time_ns)
+        if not counts or first is None or last is None:
+            return None
+        return measurement, keys, counts, first, last
+
+    names = [m for m in await client.measurements(database) if m not in skip]
+    found = [result for result in await asyncio.gather(*map(one, names)) if result]
     series: list[SourceSeries] = []
     field_keys: dict[str, tuple[str, ...]] = {}
     extents: dict[str, tuple[int, int]] = {}
-    for measurement in await client.measurements(database):
-        if not await client.tag_values("domain", measurement, database):
-            continue  # no legacy series at all
-        keys = tuple(await client.field_keys(measurement, database))
-        counts: dict[str, int] = {}
-        first: int | None = None
-        last: int | None = None
-        for function in (Aggregate.COUNT, Aggregate.FIRST, Aggregate.LAST):
-            async for _, entity_id, row in legacy_rows(
-                client,
-                measurement,
-                function,
-                selects=config.selects,
-                start_ns=start_ns,
-                end_ns=end_ns,
-                database=database,
-                fields=keys,
-            ):
-                if function is Aggregate.COUNT:
-                    counts[entity_id] = max(counts.get(entity_id, 0), int(row.value))
-                elif function is Aggregate.FIRST:
-                    first = row.time_ns if first is None else min(first, row.time_ns)
-                else:
-                    last = row.time_ns if last is None else max(last, row.time_ns)
-        if not counts or first is None or last is None:
-            continue
+    for measurement, keys, counts, first, last in found:
         field_keys[measurement] = keys
         extents[measurement] = (first, last)
         series.extend(
@@ -252,6 +272,31 @@ async def legacy_measurements(client: InfluxClient, database: str) -> list[str]:
         for measurement in await client.measurements(database)
         if await client.tag_values("domain", measurement, database)
     ]
+
+
+# Points a dry run reads to measure the server's read rate.
+_PROBE_POINTS: Final = 20_000
+
+
+async def measure_read_rate(
+    client: InfluxClient, database: str, source: DiscoveredSource
+) -> float | None:
+    """Points per second this server streams legacy points at, from a short timed read of
+    the largest measurement; None when there is too little history to measure."""
+    if not source.extents:
+        return None
+    measurement = max(source.measurements, key=source.points_in)
+    points = source.points_in(measurement)
+    first, last = source.extents[measurement]
+    if points < 1_000 or last <= first:
+        return None
+    span = max((last - first) * _PROBE_POINTS // points, _MIN_WINDOW_NS)
+    started = time.perf_counter()
+    read = 0
+    async for block in client.read_series(measurement, first, first + span, database):
+        read += len(block.rows)
+    elapsed = time.perf_counter() - started
+    return read / elapsed if read >= 1_000 and elapsed > 0 else None
 
 
 def _to_datetime(time_ns: int) -> datetime:
@@ -414,6 +459,21 @@ class Backfill:
         return self._throughput.points_per_second(time.monotonic())
 
     @property
+    def live_counts(self) -> tuple[int, int, int]:
+        """Points read, migrated and failed so far, windows not yet recorded included.
+
+        What progress shows while a large window is still being copied (the state's counters
+        move once per recorded window).
+        """
+        state = self.state
+        pending = [window for window in self._pending if not window.abandoned]
+        return (
+            state.records_read + sum(window.read for window in pending),
+            state.records_migrated + sum(window.migrated for window in pending),
+            state.records_failed + sum(window.failed for window in pending),
+        )
+
+    @property
     def dead_letter_count(self) -> int:
         """Records in the dead-letter file (this run's and earlier ones)."""
         return self._dead_letters.count
@@ -477,13 +537,21 @@ class Backfill:
     # Planning
 
     async def _discover(self) -> DiscoveredSource:
-        return self._source or await discover(self._client, self._source_db, self.state.config)
+        return self._source or await discover(
+            self._client, self._source_db, self.state.config, until_ns=self.state.cutover_ns
+        )
 
     async def _plan(self, cutover_ns: int, source: DiscoveredSource) -> None:
         """Give every legacy measurement a checkpoint from its first point to the cutover."""
         self._source = source
         _, config_end = _range_ns(self.state.config)
         end_ns = min(cutover_ns, config_end)
+        state = self.state
+        # What progress and the ETA are measured against: the points to copy, counted now.
+        added = sum(source.points_in(m) for m in source.measurements if m not in state.checkpoints)
+        state.estimated_total_points = (
+            (state.estimated_total_points or 0) + added if state.checkpoints else added
+        )
         for measurement in source.measurements:
             if measurement in self.state.checkpoints:
                 continue
@@ -503,8 +571,10 @@ class Backfill:
         """Discover again; plan measurements that turned up since; whether there were any."""
         self._rediscovered = True
         config = self.state.config
-        again = await discover(self._client, self._source_db, config)
-        new = [m for m in again.measurements if m not in self.state.checkpoints]
+        again = await discover(
+            self._client, self._source_db, config, until_ns=cutover_ns, skip=self.state.checkpoints
+        )
+        new = list(again.measurements)
         await self._plan(cutover_ns, again)
         if new:
             _LOGGER.info("Legacy measurements appeared during the backfill: %s", ", ".join(new))
@@ -828,6 +898,7 @@ class Backfill:
         self._processed += total
         self._throughput.add(time.monotonic(), self._processed)
         self._commit()
+        self._schedule_progress()
 
     def _commit(self) -> None:
         """Record the finished windows at the head of the queue, in the order they were read."""

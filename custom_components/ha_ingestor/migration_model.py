@@ -891,18 +891,22 @@ _BEFORE_BACKFILL = frozenset({Phase.IDLE, Phase.PREPARATION, Phase.DUAL_WRITE})
 _AFTER_BACKFILL = frozenset({Phase.VALIDATION, Phase.SWITCHOVER, Phase.CLEANUP})
 
 
-def progress_percent(state: MigrationState) -> float:
-    """How much of the history has been copied, 0..100; exactly 100 once complete.
+def progress_percent(state: MigrationState, records_read: int | None = None) -> float:
+    """How much of the history has been copied, 0..100; exactly 100 once the backfill is done.
 
-    Measured by checkpoint windows (time covered, across measurements) when the backfill has
-    checkpoints, which never shows 100 before it is really done; otherwise by points read
-    against the estimate.
+    Measured in points, like the records counters beside it: points read (``records_read``,
+    default the state's) against the points the backfill counted before it started. Never
+    100 before the backfill has really finished; by the checkpoints' time covered when no
+    count is known.
     """
     phase = state.phase_before_pause if state.phase is Phase.PAUSED else state.phase
     if phase is Phase.COMPLETE or phase in _AFTER_BACKFILL:
         return 100.0
     if phase is None or phase in _BEFORE_BACKFILL:
         return 0.0
+    read = state.records_read if records_read is None else records_read
+    if state.estimated_total_points:
+        return min(_clamp_percent(read / state.estimated_total_points * 100), _ALMOST_DONE)
     if state.checkpoints:
         total = sum(max(cp.end_ns - cp.start_ns, 0) for cp in state.checkpoints.values())
         if total == 0:
@@ -910,10 +914,12 @@ def progress_percent(state: MigrationState) -> float:
         covered = sum(
             cp.fraction * max(cp.end_ns - cp.start_ns, 0) for cp in state.checkpoints.values()
         )
-        return _clamp_percent(covered / total * 100)
-    if state.estimated_total_points:
-        return _clamp_percent(state.records_read / state.estimated_total_points * 100)
+        return min(_clamp_percent(covered / total * 100), _ALMOST_DONE)
     return 0.0
+
+
+# What progress shows at most while the backfill still runs.
+_ALMOST_DONE = 99.9
 
 
 def _clamp_percent(value: float) -> float:
@@ -973,17 +979,24 @@ class ThroughputWindow:
             self._samples.popleft()
 
 
-def eta(state: MigrationState, points_per_second: float | None, now: datetime) -> datetime | None:
+def eta(
+    state: MigrationState,
+    points_per_second: float | None,
+    now: datetime,
+    records_read: int | None = None,
+) -> datetime | None:
     """When the backfill should finish at the given rate; None when that cannot be known.
 
-    Known only while the backfill runs, with an estimate of the total and a positive rate.
+    Known only while the backfill runs, with a count of its points and a positive rate; it
+    is always after ``now`` (a stalled backfill has no ETA, not one in the past).
     """
     if state.phase is not Phase.BACKFILL or not state.estimated_total_points:
         return None
     if points_per_second is None or points_per_second <= 0 or math.isnan(points_per_second):
         return None
-    remaining = max(state.estimated_total_points - state.records_read, 0)
-    return now + timedelta(seconds=remaining / points_per_second)
+    read = state.records_read if records_read is None else records_read
+    remaining = max(state.estimated_total_points - read, 0)
+    return now + timedelta(seconds=max(remaining / points_per_second, 1.0))
 
 
 def backfill_rate_limit(config: MigrationConfig, estimated_points: int) -> float | None:
@@ -1047,7 +1060,9 @@ class MigrationPlan:
             "end": _iso(self.end),
             "estimated_points": self.estimated_points,
             "estimated_batches": self.estimated_batches,
-            "backfill_rate_limit": self.backfill_rate_limit,
+            "backfill_rate_limit": (
+                None if self.backfill_rate_limit is None else round(self.backfill_rate_limit, 1)
+            ),
             "estimated_backfill_seconds": None if duration is None else duration.total_seconds(),
             "separate_target": self.separate_target,
             "deletes_legacy_data": self.deletes_legacy_data,

@@ -48,7 +48,7 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Final, Self
 
-from homeassistant.core import State
+from homeassistant.core import State, valid_entity_id
 from homeassistant.exceptions import InvalidStateError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.state import state_as_number
@@ -418,6 +418,10 @@ def to_optimized(
     if not domain or not object_id:
         return None
     entity_id = f"{domain}.{object_id}"
+    if not valid_entity_id(entity_id):
+        # A global tag named domain or entity_id replaced the real ones (core writes global
+        # tags last): the entity cannot be told from the point.
+        return None
     _, ignored = optimized_options.customizations.resolve(entity_id)
 
     fields: dict[str, FieldValue] = {}

@@ -21,6 +21,7 @@ HISTORY_BATCH = 5_000
 HISTORY_WRITERS = 3
 # Live events yield to the loop this often, so a big request never stalls Home Assistant.
 LIVE_SLICE = 500
+_UNRECORDED = frozenset({"unknown", "unavailable", ""})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,12 +33,19 @@ class GenerationResult:
     entities: int
     per_domain: dict[str, int]
     seconds: float
+    # Events that give no point: a state that is never recorded (unknown, unavailable,
+    # empty: HA core's influxdb integration skips them too), or, live, one the entity has
+    # already (Home Assistant fires no state change for it).
+    unrecorded: int = 0
 
     def as_response(self) -> dict[str, Any]:
         """Service response data."""
         return {
             "events": self.events,
             "points_written": self.points,
+            # Like HA core's influxdb integration, no point is recorded for an unknown,
+            # unavailable or empty state.
+            "events_not_written": self.unrecorded,
             "entities": self.entities,
             "per_domain": self.per_domain,
             "seconds": round(self.seconds, 3),
@@ -56,10 +64,18 @@ async def async_fire_live(hass: HomeAssistant, config: GeneratorConfig) -> Gener
     started = time.perf_counter()
     per_domain: Counter[str] = Counter()
     entities: set[str] = set()
+    unrecorded = 0
     for index, generated in enumerate(generate(config), start=1):
         entity_id = rehearsal_entity_id(generated.entity_id)
-        hass.states.async_set(entity_id, generated.state, dict(generated.attributes))
+        attributes = dict(generated.attributes)
+        old = hass.states.get(entity_id)
+        # Setting a state an entity already has fires no state change: nothing to record.
+        unchanged = (
+            old is not None and old.state == generated.state and old.attributes == attributes
+        )
+        hass.states.async_set(entity_id, generated.state, attributes)
         per_domain[entity_id.partition(".")[0]] += 1
+        unrecorded += unchanged or generated.state in _UNRECORDED
         entities.add(entity_id)
         if index % LIVE_SLICE == 0:
             await asyncio.sleep(0)
@@ -69,6 +85,7 @@ async def async_fire_live(hass: HomeAssistant, config: GeneratorConfig) -> Gener
         entities=len(entities),
         per_domain=dict(sorted(per_domain.items())),
         seconds=time.perf_counter() - started,
+        unrecorded=unrecorded,
     )
 
 
@@ -125,8 +142,10 @@ async def async_write_history(
     finally:
         for task in writes:
             task.cancel()
+    events = sum(per_domain.values())
     return GenerationResult(
-        events=sum(per_domain.values()),
+        events=events,
+        unrecorded=events - points,
         points=points,
         entities=len(entities),
         per_domain=dict(sorted(per_domain.items())),

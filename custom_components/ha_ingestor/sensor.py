@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
@@ -26,6 +27,8 @@ class IngestorSensorDescription(SensorEntityDescription):
     """A sensor is a description and a function reading its value from the runtime data."""
 
     value_fn: Callable[[IngestorData], float | int | str | datetime | None]
+    # A running total that goes on from its last value after a restart or a reload.
+    restore_total: bool = False
 
 
 SENSORS: tuple[IngestorSensorDescription, ...] = (
@@ -35,6 +38,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # changes at every flush, for ever
         value_fn=lambda data: data.ingestion.stats.queue_depth,
     ),
     IngestorSensorDescription(
@@ -59,7 +63,9 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,  # changes at every flush, for ever
         value_fn=lambda data: data.ingestion.stats.points_written,
+        restore_total=True,
     ),
     IngestorSensorDescription(
         key="migration_phase",
@@ -82,6 +88,12 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement="points",
         state_class=SensorStateClass.TOTAL,
         value_fn=lambda data: data.migration.records_migrated,
+    ),
+    IngestorSensorDescription(
+        key="records_total",
+        translation_key="records_total",
+        native_unit_of_measurement="points",
+        value_fn=lambda data: data.migration.records_total,
     ),
     IngestorSensorDescription(
         key="records_failed",
@@ -121,6 +133,12 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         value_fn=lambda data: data.migration.eta,
     ),
     IngestorSensorDescription(
+        key="cleanup_due",
+        translation_key="cleanup_due",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda data: data.migration.cleanup_due,
+    ),
+    IngestorSensorDescription(
         key="query_time_improvement",
         translation_key="query_time_improvement",
         native_unit_of_measurement=PERCENTAGE,
@@ -137,11 +155,16 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One sensor per description."""
-    async_add_entities(IngestorSensor(entry, description) for description in SENSORS)
+    async_add_entities(
+        (IngestorTotalSensor if description.restore_total else IngestorSensor)(entry, description)
+        for description in SENSORS
+    )
 
 
 class IngestorSensor(IngestorEntity, SensorEntity):
     """A figure of the ingestion or the migration."""
+
+    _entity_platform = "sensor"
 
     entity_description: IngestorSensorDescription
 
@@ -149,3 +172,22 @@ class IngestorSensor(IngestorEntity, SensorEntity):
     def native_value(self) -> float | int | str | datetime | None:
         """Read from the runtime data at each push."""
         return self.entity_description.value_fn(self._entry.runtime_data)
+
+
+class IngestorTotalSensor(IngestorSensor, RestoreSensor):
+    """A running total kept across restarts and reloads (the writers count from zero)."""
+
+    _base = 0
+
+    async def async_added_to_hass(self) -> None:
+        """Continue from the value shown before the restart or reload."""
+        await super().async_added_to_hass()
+        last = await self.async_get_last_sensor_data()
+        if last is not None and isinstance(last.native_value, int | float):
+            self._base = int(last.native_value)
+
+    @property
+    def native_value(self) -> float | int | str | datetime | None:
+        """The total since the first start."""
+        value = self.entity_description.value_fn(self._entry.runtime_data)
+        return self._base + value if isinstance(value, int) else value

@@ -1,6 +1,8 @@
 """Service actions: rehearsal data, the migration controls and query translation."""
 
+import asyncio
 from datetime import datetime, timedelta
+import math
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -21,7 +23,7 @@ from .const import DOMAIN
 from .generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
 from .influx import InfluxError
 from .influxql import QuerySyntaxError
-from .ingest import legacy_options, optimized_options
+from .ingest import Ingestion, IngestStats, legacy_options, optimized_options
 from .legacy_catalog import async_read_catalog
 from .migration_model import ConfigError, MigrationConfig, Strategy
 from .query_translation import QueryTranslator
@@ -35,21 +37,73 @@ SERVICE_PAUSE_MIGRATION = "pause_migration"
 SERVICE_RESUME_MIGRATION = "resume_migration"
 SERVICE_ROLLBACK = "rollback"
 SERVICE_VALIDATE_MIGRATION = "validate_migration"
+SERVICE_RUN_CLEANUP = "run_cleanup"
 SERVICE_TRANSLATE_QUERY = "translate_query"
 
 # Live events go through HA's state machine one by one; more than this belongs in history.
 MAX_LIVE_EVENTS = 200_000
 MAX_HISTORY_DAYS = 3650
+# How long a live generation waits for the writers to deliver, to count what they wrote.
+LIVE_SETTLE_SECONDS = 10.0
 # The service UI's smallest step (about 15 minutes): a shorter span holds no history.
 MIN_HISTORY_DAYS = 0.01
 
 
-def _whole_number(value: Any) -> int:
-    """vol.Coerce(int), but infinity (.inf in YAML) is invalid input, not an OverflowError."""
-    try:
-        return int(value)
-    except (OverflowError, TypeError, ValueError) as err:
-        raise vol.Invalid(f"expected a whole number, got {value!r}") from err
+# The labels the action forms show, for messages that name a field.
+FIELD_LABELS = {
+    "count": "Events",
+    "entity_count": "Entities",
+    "days": "Days of history",
+    "seed": "Seed",
+    "strategy": "Strategy",
+    "start": "From",
+    "end": "Until",
+    "entities": "Entities",
+    "batch_size": "Batch size",
+    "concurrent_batches": "Concurrent batches",
+    "max_error_rate": "Pause threshold",
+    "rollback_threshold": "Rollback threshold",
+    "validate_percentage": "Validated share",
+    "migration_window_hours": "Migration window",
+    "cleanup_delay_hours": "Cleanup delay",
+    "delete_legacy_data": "Delete legacy data",
+    "keep_target_on_rollback": "Keep migrated data",
+}
+# Reasons of migration_model.ConfigError that have a message of their own.
+_OPTION_REASONS = frozenset(
+    {
+        "not_an_integer",
+        "not_a_number",
+        "not_a_boolean",
+        "out_of_range",
+        "invalid_datetime",
+        "naive_datetime",
+        "invalid_entity_filter",
+        "rollback_threshold_below_max_error_rate",
+        "start_not_before_end",
+    }
+)
+
+
+def _number(field: str, value: Any, *, whole: bool) -> float | int:
+    """A number from a form field, or a translated error naming the field."""
+    number: float | None = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (OverflowError, TypeError, ValueError):
+            number = None
+    if number is None or not math.isfinite(number) or (whole and not number.is_integer()):
+        raise _invalid(
+            "invalid_whole_number" if whole else "invalid_number",
+            field=FIELD_LABELS.get(field, field),
+            value=value,
+        )
+    return int(number) if whole else number
+
+
+def _whole(field: str, value: Any) -> int:
+    return int(_number(field, value, whole=True))
 
 
 _ENTRY: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
@@ -58,11 +112,12 @@ GENERATE_SCHEMA = vol.Schema(
     {
         **_ENTRY,
         vol.Optional("mode", default="history"): cv.string,
-        vol.Required("count"): _whole_number,
+        # Numbers are checked by the action, so a bad one gets a message naming its field.
+        vol.Required("count"): object,
         vol.Optional("pattern", default=Pattern.MIXED.value): cv.string,
-        vol.Optional("entity_count"): _whole_number,
-        vol.Optional("days", default=30): vol.Coerce(float),
-        vol.Optional("seed", default=42): _whole_number,
+        vol.Optional("entity_count"): object,
+        vol.Optional("days", default=30): object,
+        vol.Optional("seed", default=42): object,
         vol.Optional("high_cardinality", default=False): cv.boolean,
         vol.Optional("database"): cv.string,
     }
@@ -75,13 +130,13 @@ START_SCHEMA = vol.Schema(
         vol.Optional("start_time"): cv.datetime,
         vol.Optional("end_time"): cv.datetime,
         vol.Optional("entities"): vol.All(cv.ensure_list, [cv.string]),
-        vol.Optional("batch_size"): vol.Coerce(float),
-        vol.Optional("concurrent_batches"): vol.Coerce(float),
-        vol.Optional("max_error_rate"): vol.Coerce(float),
-        vol.Optional("rollback_threshold"): vol.Coerce(float),
-        vol.Optional("validate_percentage"): vol.Coerce(float),
-        vol.Optional("migration_window_hours"): vol.Coerce(float),
-        vol.Optional("cleanup_delay_hours"): vol.Coerce(float),
+        vol.Optional("batch_size"): object,
+        vol.Optional("concurrent_batches"): object,
+        vol.Optional("max_error_rate"): object,
+        vol.Optional("rollback_threshold"): object,
+        vol.Optional("validate_percentage"): object,
+        vol.Optional("migration_window_hours"): object,
+        vol.Optional("cleanup_delay_hours"): object,
         vol.Optional("delete_legacy_data"): cv.boolean,
         vol.Optional("dry_run", default=False): cv.boolean,
     }
@@ -96,6 +151,8 @@ ROLLBACK_SCHEMA = vol.Schema(
 )
 
 ENTRY_ONLY_SCHEMA = vol.Schema(_ENTRY)
+
+RUN_CLEANUP_SCHEMA = vol.Schema({**_ENTRY, vol.Optional("delete_legacy_data"): cv.boolean})
 
 TRANSLATE_SCHEMA = vol.Schema(
     {
@@ -159,14 +216,18 @@ async def _async_generate(call: ServiceCall) -> ServiceResponse:
         raise _invalid(
             "invalid_pattern", pattern=data["pattern"], choices=", ".join(Pattern)
         ) from None
-    count = data["count"]
+    count = _whole("count", data["count"])
     limit = MAX_LIVE_EVENTS if mode == "live" else MAX_EVENTS
-    if not 0 < count <= limit:
+    if count < 1:
+        raise _invalid("invalid_count_low", count=count)
+    if count > limit:
         raise _invalid("invalid_count", count=count, limit=f"{limit:,}", mode=mode)
     entity_count = data.get("entity_count")
-    if entity_count is not None and not 0 < entity_count <= MAX_ENTITIES:
-        raise _invalid("invalid_entity_count", entity_count=entity_count, limit=MAX_ENTITIES)
-    days = data["days"]
+    if entity_count is not None:
+        entity_count = _whole("entity_count", entity_count)
+        if not 0 < entity_count <= MAX_ENTITIES:
+            raise _invalid("invalid_entity_count", entity_count=entity_count, limit=MAX_ENTITIES)
+    days = _number("days", data["days"], whole=False)
     if not MIN_HISTORY_DAYS <= days <= MAX_HISTORY_DAYS:
         raise _invalid("invalid_days", days=days, minimum=MIN_HISTORY_DAYS, limit=MAX_HISTORY_DAYS)
 
@@ -179,7 +240,7 @@ async def _async_generate(call: ServiceCall) -> ServiceResponse:
             entity_count=entity_count,
             start=start,
             end=now,
-            seed=data["seed"],
+            seed=_whole("seed", data["seed"]),
             high_cardinality=data["high_cardinality"],
         )
     except ValueError as err:
@@ -187,8 +248,17 @@ async def _async_generate(call: ServiceCall) -> ServiceResponse:
 
     runtime = entry.runtime_data
     if mode == "live":
+        before = runtime.ingestion.stats
         result = await async_fire_live(hass, config)
-        response = result.as_response()
+        after = await _async_settled(runtime.ingestion)
+        response = result.as_response() | {
+            # Points the live writers wrote for these events (one per layout recorded),
+            # and what they still hold: in the spool while InfluxDB is down.
+            "points_written": after.points_written - before.points_written,
+            "points_spooled": max(after.spooled_points - before.spooled_points, 0),
+            "points_in_memory": after.queue_depth,
+            "layouts_recorded": len(runtime.ingestion.recordings),
+        }
     else:
         database = data.get("database") or runtime.client.database
         try:
@@ -211,12 +281,24 @@ async def _async_generate(call: ServiceCall) -> ServiceResponse:
     return response | {"mode": mode, "pattern": pattern.value}
 
 
+async def _async_settled(ingestion: Ingestion, within: float = LIVE_SETTLE_SECONDS) -> IngestStats:
+    """The writers' figures once they hold nothing in memory (or after ``within`` s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    # Polled: the writers' figures change in many places and this waits once per call.
+    while (stats := ingestion.stats).queue_depth and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    return stats
+
+
 def _migration_config(entry: IngestorConfigEntry, data: dict[str, Any]) -> MigrationConfig:
     overrides: dict[str, Any] = {
         key: value
         for key, value in data.items()
         if key not in (ATTR_CONFIG_ENTRY_ID, "start_time", "end_time", "dry_run")
     }
+    for key in _NUMERIC_OPTIONS & overrides.keys():
+        overrides[key] = _number(key, overrides[key], whole=False)
     if "strategy" in overrides:
         try:
             overrides["strategy"] = Strategy(overrides["strategy"])
@@ -233,11 +315,26 @@ def _migration_config(entry: IngestorConfigEntry, data: dict[str, Any]) -> Migra
     try:
         return entry.runtime_data.migration.default_config().with_overrides(**overrides)
     except ConfigError as err:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="invalid_migration_option",
-            translation_placeholders={"field": err.field, "error": str(err)},
-        ) from err
+        label = FIELD_LABELS.get(err.field, err.field)
+        if err.reason in _OPTION_REASONS:
+            raise _invalid(
+                f"option_{err.reason}",
+                **{"value": "", **err.placeholders, "field": label},
+            ) from err
+        raise _invalid("invalid_migration_option", field=label, error=str(err)) from err
+
+
+_NUMERIC_OPTIONS = frozenset(
+    {
+        "batch_size",
+        "concurrent_batches",
+        "max_error_rate",
+        "rollback_threshold",
+        "validate_percentage",
+        "migration_window_hours",
+        "cleanup_delay_hours",
+    }
+)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -264,6 +361,13 @@ async def _async_rollback(call: ServiceCall) -> ServiceResponse:
     entry = _entry(call.hass, call)
     return await entry.runtime_data.migration.async_rollback(
         reason=call.data["reason"], keep_target=call.data["keep_target_data"]
+    )
+
+
+async def _async_run_cleanup(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    return await entry.runtime_data.migration.async_run_cleanup_now(
+        delete_legacy_data=call.data.get("delete_legacy_data"), strict=True
     )
 
 
@@ -307,6 +411,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_RESUME_MIGRATION, _async_resume, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_ROLLBACK, _async_rollback, ROLLBACK_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_VALIDATE_MIGRATION, _async_validate, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
+        (SERVICE_RUN_CLEANUP, _async_run_cleanup, RUN_CLEANUP_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_TRANSLATE_QUERY, _async_translate, TRANSLATE_SCHEMA, SupportsResponse.ONLY),
     ):
         hass.services.async_register(

@@ -428,6 +428,20 @@ class DeadLetterFile:
                     raise
             self._count += 1
 
+    async def last(self) -> DeadLetter | None:
+        """The newest readable record (read from the end of the file), or None."""
+        try:
+            async with aiofiles.open(self.path, "rb") as file:
+                size = (await aiofiles.os.stat(self.path)).st_size
+                await file.seek(max(size - (1 << 16), 0))
+                tail: bytes = await file.read()
+        except FileNotFoundError:
+            return None
+        for raw in reversed(tail.split(b"\n")):
+            if letter := _letter(raw):
+                return letter
+        return None
+
     async def read(self) -> list[DeadLetter]:
         """Every record in the file, oldest first."""
         try:
@@ -435,21 +449,22 @@ class DeadLetterFile:
                 content: bytes = await file.read()
         except FileNotFoundError:
             return []
-        letters = []
-        for raw in content.split(b"\n"):
-            if not raw:
-                continue
-            try:
-                record = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                _LOGGER.warning("Skipping an unreadable record in %s", self.path)
-                continue
-            letters.append(
-                DeadLetter(
-                    time=datetime.fromisoformat(record["time"]),
-                    reason=record["reason"],
-                    line=record["line"],
-                    database=record["database"],
-                )
-            )
-        return letters
+        return [letter for raw in content.split(b"\n") if (letter := _letter(raw, self.path))]
+
+
+def _letter(raw: bytes, path: Path | None = None) -> DeadLetter | None:
+    """One dead-letter record, or None for an empty or unreadable line."""
+    if not raw.strip():
+        return None
+    try:
+        record = orjson.loads(raw)
+        return DeadLetter(
+            time=datetime.fromisoformat(record["time"]),
+            reason=record["reason"],
+            line=record["line"],
+            database=record["database"],
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        if path is not None:
+            _LOGGER.warning("Skipping an unreadable record in %s", path)
+        return None

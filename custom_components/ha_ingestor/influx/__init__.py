@@ -14,8 +14,11 @@ from .errors import (
     DatabaseNotFound,
     InfluxError,
     InvalidAuth,
+    NotInfluxDB,
     PointsRejected,
     QueryFailed,
+    TlsMismatch,
+    WrongApiVersion,
 )
 
 __all__ = [
@@ -27,11 +30,14 @@ __all__ = [
     "InfluxClient",
     "InfluxError",
     "InvalidAuth",
+    "NotInfluxDB",
     "PointsRejected",
     "QueryFailed",
     "SeriesBlock",
     "ServerSettings",
     "TagFilter",
+    "TlsMismatch",
+    "WrongApiVersion",
     "create_client",
 ]
 
@@ -132,6 +138,8 @@ class InfluxClient(ABC):
         self._session = session
         self.settings = settings
         self.database = settings.database
+        # The version the server named in its last /ping answer.
+        self.server_version: str | None = None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
 
     @abstractmethod

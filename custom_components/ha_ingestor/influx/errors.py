@@ -11,6 +11,27 @@ class CannotConnect(InfluxError):
     """The server did not answer, timed out, or answered with a server error (retryable)."""
 
 
+class NotInfluxDB(CannotConnect):
+    """Something answered at the URL, but not an InfluxDB server."""
+
+
+class TlsMismatch(CannotConnect):
+    """The URL's scheme does not match the server (https to an http port, or the reverse),
+    or the server's certificate is not trusted."""
+
+    def __init__(self, message: str, *, certificate: bool = False) -> None:
+        super().__init__(message)
+        self.certificate = certificate
+
+
+class WrongApiVersion(InfluxError):
+    """The server speaks the other InfluxDB API version than the one configured."""
+
+    def __init__(self, server_version: str) -> None:
+        super().__init__(f"the server is InfluxDB {server_version}")
+        self.server_version = server_version
+
+
 class InvalidAuth(InfluxError):
     """The credentials or token were rejected, or lack a needed permission."""
 
@@ -40,3 +61,28 @@ def error_text(body: bytes, key: str) -> str:
     if isinstance(parsed, dict) and key in parsed:
         return str(parsed[key])
     return body.decode(errors="replace").strip()
+
+
+def connection_error(err: Exception) -> CannotConnect:
+    """The CannotConnect an aiohttp or timeout error means (TLS problems said so)."""
+    import aiohttp  # noqa: PLC0415 - errors stays importable without the HTTP stack
+
+    text = str(err) or type(err).__name__
+    if isinstance(err, aiohttp.ClientConnectorCertificateError):
+        return TlsMismatch(text, certificate=True)
+    if isinstance(err, aiohttp.ClientSSLError) or "SSL" in text or "WRONG_VERSION" in text:
+        return TlsMismatch(text)
+    return CannotConnect(text)
+
+
+def check_ping(status: int, version: str | None, body: bytes) -> str:
+    """The server's version from a /ping answer; raises what the answer says went wrong."""
+    if version is None:
+        if status == 400 and b"https" in body.lower():
+            raise TlsMismatch("an http:// URL points at an https:// server")
+        if status >= 500:
+            raise CannotConnect(f"/ping answered HTTP {status}")
+        raise NotInfluxDB(f"/ping answered HTTP {status} without an InfluxDB version header")
+    if status >= 300:
+        raise CannotConnect(f"/ping answered HTTP {status}")
+    return version

@@ -15,6 +15,8 @@ from .errors import (
     InvalidAuth,
     PointsRejected,
     QueryFailed,
+    check_ping,
+    connection_error,
     error_text,
 )
 
@@ -66,10 +68,14 @@ class InfluxV1Client(InfluxClient):
             async with self._session.get(
                 self._url("/ping"), timeout=self._timeout, ssl=self.settings.verify_ssl
             ) as resp:
-                if resp.status >= 300:
-                    raise CannotConnect(f"/ping answered HTTP {resp.status}")
+                status, version, body = (
+                    resp.status,
+                    resp.headers.get("X-Influxdb-Version"),
+                    await resp.read(),
+                )
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(str(err) or type(err).__name__) from err
+            raise connection_error(err) from err
+        self.server_version = check_ping(status, version, body)
 
     async def validate(self) -> None:
         if not await self.database_exists(self.database):
@@ -100,7 +106,7 @@ class InfluxV1Client(InfluxClient):
                     return
                 text = _error_text(await resp.read())
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(str(err) or type(err).__name__) from err
+            raise connection_error(err) from err
         raise _write_error(resp.status, text)
 
     async def measurements(self, database: str | None = None) -> list[str]:
@@ -268,7 +274,7 @@ class InfluxV1Client(InfluxClient):
                         for series in result.get("series", ()):
                             yield series
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(str(err) or type(err).__name__) from err
+            raise connection_error(err) from err
 
 
 def _time_and_tags(start_ns: int, end_ns: int, where: TagFilter | None) -> str:

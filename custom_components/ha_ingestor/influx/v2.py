@@ -23,6 +23,9 @@ from .errors import (
     InvalidAuth,
     PointsRejected,
     QueryFailed,
+    WrongApiVersion,
+    check_ping,
+    connection_error,
     error_text,
 )
 
@@ -104,14 +107,29 @@ class InfluxV2Client(InfluxClient):
             ) as resp:
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(str(err) or type(err).__name__) from err
+            raise connection_error(err) from err
 
     async def ping(self) -> None:
-        status, _ = await self._request("GET", "/ping")
-        if status >= 300:
-            raise CannotConnect(f"/ping answered HTTP {status}")
+        try:
+            async with self._session.get(
+                self._url("/ping"), timeout=self._timeout, ssl=self.settings.verify_ssl
+            ) as resp:
+                status, version, body = (
+                    resp.status,
+                    resp.headers.get("X-Influxdb-Version"),
+                    await resp.read(),
+                )
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise connection_error(err) from err
+        self.server_version = check_ping(status, version, body)
 
     async def validate(self) -> None:
+        if self.server_version is None:
+            await self.ping()
+        version = (self.server_version or "").removeprefix("v")
+        if version.startswith("1."):
+            # A 1.x server has no /api/v2: every bucket would look missing.
+            raise WrongApiVersion(version)
         if not await self.database_exists(self.database):
             raise DatabaseNotFound(self.database)
 
@@ -363,7 +381,7 @@ class InfluxV2Client(InfluxClient):
                     if row is not None:
                         yield row
         except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(str(err) or type(err).__name__) from err
+            raise connection_error(err) from err
 
 
 def _select(
