@@ -23,8 +23,8 @@ async def generate(hass: HomeAssistant, **data: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("data", "translation_key"),
     [
-        ({"count": 0}, "invalid_count"),
-        ({"count": -5}, "invalid_count"),
+        ({"count": 0}, "invalid_count_low"),
+        ({"count": -5}, "invalid_count_low"),
         ({"count": 5_000_001}, "invalid_count"),
         ({"count": 300_000, "mode": "live"}, "invalid_count"),
         ({"count": 10, "pattern": "chaotic"}, "invalid_pattern"),
