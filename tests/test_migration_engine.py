@@ -18,6 +18,7 @@ import aiohttp
 from homeassistant.core import State
 import pytest
 
+from custom_components.ha_ingestor import migration_engine
 from custom_components.ha_ingestor.generator import GeneratorConfig, Pattern, generate
 from custom_components.ha_ingestor.influx import (
     ApiVersion,
@@ -50,6 +51,7 @@ from custom_components.ha_ingestor.migration_model import (
     MigrationState,
     Phase,
     Strategy,
+    backfill_rate_limit,
     datetime_to_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (
@@ -761,21 +763,31 @@ async def test_gradual_strategy_spreads_the_backfill_over_time(
     database: str,
     small_history: History,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     load(influxd, database, small_history.lines[:6000])
     state = backfill_state(small_history.end_ns, Strategy.GRADUAL, migration_window_hours=1)
-    # At this estimate the window allows 4,000 points a second: about 1.5 seconds here.
-    state.estimated_total_points = 4_000 * 3600
+    # The window spreads the points discovery counts: 6,000 over an hour. Scaled so the hour
+    # takes 1.5 seconds here (4,000 points a second), the engine's pacing is what is measured.
+    asked: list[int] = []
+
+    def scaled(config: MigrationConfig, points: int) -> float | None:
+        asked.append(points)
+        limit = backfill_rate_limit(config, points)
+        return None if limit is None else limit * 3600 / 1.5
+
+    monkeypatch.setattr(migration_engine, "backfill_rate_limit", scaled)
     started = time.monotonic()
     outcome = await new_backfill(client, state, tmp_path, Saves()).run()
     elapsed = time.monotonic() - started
 
     assert outcome is BackfillOutcome.COMPLETE
+    assert asked == [6000]
+    assert state.records_migrated == 6000
     assert elapsed >= (state.records_migrated - 1000) / 4_000
-    unlimited = backfill_state(small_history.end_ns)
-    started = time.monotonic()
-    await new_backfill(client, unlimited, tmp_path, Saves(), target_database=database).run()
-    assert time.monotonic() - started < elapsed
+    # Without the strategy nothing is paced.
+    assert backfill_rate_limit(backfill_state(0).config, 6000) is None
+    assert backfill_rate_limit(state.config, 6000) == 6000 / 3600
 
 
 async def test_the_entity_filter_limits_what_is_copied(
