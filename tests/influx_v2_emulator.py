@@ -88,6 +88,8 @@ class InfluxV2Emulator:
         self.org = org
         self.port = free_port()
         self.requests: list[str] = []
+        # The body of every annotated-CSV answer, for tests that read it with other parsers.
+        self.answers: list[bytes] = []
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
 
@@ -199,13 +201,17 @@ class InfluxV2Emulator:
         flux = (await request.json())["query"]
         listing = await self._schema(flux)
         if listing is not None:
-            return self._csv(
+            answer = self._csv(
                 [("_value", "string", False)], [[name] for name in listing], start=0, stop=0
             )
-        try:
-            return await self._pipeline([line.strip() for line in flux.strip().split("\n")])
-        except _Unsupported as err:
-            return _error(400, "invalid", f"emulator: unsupported Flux: {err}")
+        else:
+            try:
+                answer = await self._pipeline([line.strip() for line in flux.strip().split("\n")])
+            except _Unsupported as err:
+                return _error(400, "invalid", f"emulator: unsupported Flux: {err}")
+        assert isinstance(answer.body, bytes)
+        self.answers.append(answer.body)
+        return answer
 
     async def _schema(self, flux: str) -> list[str] | None:
         """The answer of a schema.* listing, or None when the query is not one."""

@@ -1,8 +1,10 @@
 """InfluxDB 2.x and Cloud: the v2 HTTP API (token auth, buckets, Flux) on HA's aiohttp session.
 
-We speak the documented HTTP API directly instead of using influxdb-client: its async API
-needs influxdb-client >= 1.30 while HA core's own influxdb integration pins 1.24.0, and HA
-would reinstall whichever version the integration loaded last.
+We speak the documented HTTP API and parse annotated CSV ourselves instead of using
+influxdb-client: its parser reads a blocking urllib3 response (an executor thread per query on
+1.24.0, which HA 2025.4's core pins; no async API before ~1.28) and truncates times to
+microseconds; ours streams from HA's session and keeps nanoseconds, at the same speed
+(benchmarks/flux_parser.py). tests/test_flux_csv_crosscheck.py holds it to the library's reading.
 """
 
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
@@ -267,7 +269,9 @@ class InfluxV2Client(InfluxClient):
             value = row.get("_value")
             if value is None:
                 continue
-            time_ns = row["_time"] if "_time" in row else parse_rfc3339_ns(row["_start"])
+            time_ns = row.get("_time")
+            if time_ns is None:
+                time_ns = parse_rfc3339_ns(row["_start"])
             tags = {key: str(row[key]) for key in group_by if row.get(key)}
             result.append(AggregateRow(str(row["_measurement"]), tags, int(time_ns), value))
         return result
@@ -347,6 +351,9 @@ class InfluxV2Client(InfluxClient):
                         for key, value in row.items()
                         if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
                     )
+            if row["_time"] is None:
+                # A point without its time would be written at "now" by the server.
+                raise QueryFailed(f"a row of {name!r} without _time")
             rows.append([row["_time"], *(row.get(key) for key in columns)])
         if rows:
             yield SeriesBlock(name, tags, columns, rows)
@@ -420,61 +427,87 @@ class _Tag(str):
 
 
 class _AnnotatedCsv:
-    """Incremental parser for Flux annotated CSV (datatype + group annotations, header)."""
+    """Incremental parser for Flux annotated CSV: per table, annotations, a header, records."""
 
     def __init__(self, *, typed: bool) -> None:
         self._typed = typed
         self._datatypes: list[str] = []
         self._groups: list[str] = []
-        self._header: list[str] | None = None
+        self._defaults: list[tuple[int, str]] = []
+        # Per column of the current table: its name and how its text becomes a value.
+        self._columns: list[tuple[str, Callable[[str], Any] | None]] | None = None
+        # Annotation rows seen since the last header: the next one continues the same table.
+        self._annotating = False
+        self._error = False
         self._pending = ""
 
     def feed(self, line: str) -> dict[str, Any] | None:
         if self._pending:
             line = f"{self._pending}\n{line}"
             self._pending = ""
-        if line.count('"') % 2:
+        quoted = '"' in line
+        if quoted and line.count('"') % 2:
             # A quoted value holding a line break: the record continues on the next line.
             self._pending = line
             return None
         line = line.removesuffix("\r")
         if not line.strip():
             # A blank line separates tables; each table repeats its annotations.
-            self._header = None
+            self._columns, self._annotating = None, False
             return None
-        (cells,) = csv.reader([line])
-        if cells[0] == "#datatype":
-            self._datatypes, self._header = cells, None
-            return None
-        if cells[0] == "#group":
-            self._groups = cells
-            return None
+        cells = next(csv.reader([line])) if quoted else line.split(",")
         if cells[0].startswith("#"):
+            self._annotation(cells)
             return None
-        if self._header is None:
-            self._header = cells
+        if self._columns is None:
+            self._columns, self._annotating = self._plan(cells), False
+            # A query that fails while running answers with a table of its own (HTTP 200).
+            self._error = cells[1:3] == ["error", "reference"]
             return None
-        if cells[1:3] == ["error", "reference"] or (len(cells) > 1 and cells[1] == "error"):
-            raise QueryFailed(line.strip())
-        row: dict[str, Any] = {}
-        for index, (name, raw) in enumerate(zip(self._header, cells, strict=False)):
-            row[name] = self._convert(index, name, raw)
-        return row
+        if self._error:
+            message, reference = [*cells, "", ""][1:3]
+            raise QueryFailed(f"{message} (reference {reference})" if reference else message)
+        for index, default in self._defaults:
+            # Empty cells take the table's default value.
+            if index < len(cells) and not cells[index]:
+                cells[index] = default
+        return {
+            name: raw if convert is None else (convert(raw) if raw else None)
+            for (name, convert), raw in zip(self._columns, cells, strict=False)
+        }
 
-    def _convert(self, index: int, name: str, raw: str) -> Any:
-        datatype = self._datatypes[index] if index < len(self._datatypes) else "string"
-        if name == "_time":
-            return parse_rfc3339_ns(raw)
-        if not self._typed or name in _FLUX_META:
-            return raw
-        if raw == "":
-            return None
-        if datatype.startswith("dateTime"):
-            return parse_rfc3339_ns(raw)
-        is_group = index < len(self._groups) and self._groups[index] == "true"
-        if is_group and datatype == "string":
-            return _Tag(raw)
-        return _CONVERTERS.get(datatype, str)(raw)
+    def _annotation(self, cells: list[str]) -> None:
+        if not self._annotating:
+            # The first annotation after a header or a blank line starts a new table.
+            self._datatypes, self._groups, self._defaults = [], [], []
+            self._columns, self._error, self._annotating = None, False, True
+        if cells[0] == "#datatype":
+            self._datatypes = cells
+        elif cells[0] == "#group":
+            self._groups = cells
+        elif cells[0] == "#default":
+            self._defaults = [(index, value) for index, value in enumerate(cells) if value][1:]
+
+    def _plan(self, header: list[str]) -> list[tuple[str, Callable[[str], Any] | None]]:
+        """Each column's converter (None: keep the text), decided once per table."""
+        plan: list[tuple[str, Callable[[str], Any] | None]] = []
+        for index, name in enumerate(header):
+            datatype = self._datatypes[index] if index < len(self._datatypes) else "string"
+            convert: Callable[[str], Any] | None
+            if name == "_time":
+                convert = parse_rfc3339_ns
+            elif not self._typed or name in _FLUX_META:
+                convert = None
+            elif datatype.startswith("dateTime"):
+                convert = parse_rfc3339_ns
+            elif (
+                datatype == "string" and index < len(self._groups) and self._groups[index] == "true"
+            ):
+                convert = _Tag
+            else:
+                convert = _CONVERTERS.get(datatype, str)
+            plan.append((name, convert))
+        return plan
 
 
 def _error_text(body: bytes) -> str:
