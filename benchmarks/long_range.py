@@ -204,6 +204,14 @@ def panels(days: int) -> list[Panel]:
             f"GROUP BY time({interval}) fill(null)",
         ),
         Panel(
+            f"mean per {interval}, mean of means",
+            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} GROUP BY time({interval}) fill(null)',
+            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} '
+            f"GROUP BY time({interval}) fill(null)",
+            f'SELECT mean("mean") FROM "{rollup}" WHERE {{optimized}} '
+            f"GROUP BY time({interval}) fill(null)",
+        ),
+        Panel(
             "max per day",
             'SELECT max("value") FROM "°C" WHERE {legacy} GROUP BY time(1d) fill(null)',
             'SELECT max("value") FROM "sensor" WHERE {optimized} GROUP BY time(1d) fill(null)',
