@@ -354,6 +354,25 @@ async def test_options_flow_stores_validated_options(
     assert shown["rollback_threshold"] == 10
 
 
+async def test_options_flow_offers_rollups_off_and_stores_them_on(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = v1_entry(influxd, database)
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    shown = {
+        str(key): key.default()
+        for key in result["data_schema"].schema[SECTION_INGESTION].schema.schema
+        if hasattr(key, "default") and callable(key.default)
+    }
+    assert shown["rollups"] is False
+    user_input = options_input()
+    user_input[SECTION_INGESTION]["rollups"] = True
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[SECTION_INGESTION]["rollups"] is True
+
+
 @pytest.mark.parametrize(
     ("options", "errors"),
     [

@@ -58,6 +58,7 @@ from .const import (
     CONF_OVERRIDE_MEASUREMENT,
     CONF_PASSWORD,
     CONF_ROLLBACK_THRESHOLD,
+    CONF_ROLLUPS,
     CONF_TAGS,
     CONF_TAGS_ATTRIBUTES,
     CONF_TARGET_DATABASE,
@@ -584,6 +585,9 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             CONF_EXCLUDE_GLOBS,
                             description=suggested(ingestion, CONF_EXCLUDE_GLOBS, []),
                         ): _TEXT_LIST,
+                        vol.Required(
+                            CONF_ROLLUPS, default=ingestion.get(CONF_ROLLUPS, False)
+                        ): BooleanSelector(),
                     }
                 ),
                 {"collapsed": True},

@@ -36,6 +36,8 @@ CONF_INCLUDE_DOMAINS: Final = "include_domains"
 CONF_EXCLUDE_DOMAINS: Final = "exclude_domains"
 CONF_INCLUDE_GLOBS: Final = "include_entity_globs"
 CONF_EXCLUDE_GLOBS: Final = "exclude_entity_globs"
+# Per-entity 5 min / 1 h aggregates of numeric values, kept live and filled by the backfill.
+CONF_ROLLUPS: Final = "rollups"
 
 # Migration options (MigrationConfig defaults live in migration_model).
 CONF_TARGET_DATABASE: Final = "target_database"

@@ -8,6 +8,7 @@ wait or fail (batching, retries, the spool).
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
+import contextlib
 from dataclasses import dataclass
 import functools
 import hashlib
@@ -36,6 +37,7 @@ from .const import (
     CONF_INCLUDE_ENTITIES,
     CONF_INCLUDE_GLOBS,
     CONF_OPTIMIZED_DATABASE,
+    CONF_ROLLUPS,
     CONF_WRITE_MODE,
     DOMAIN,
     SECTION_INGESTION,
@@ -48,8 +50,9 @@ from .line_protocol import Point, encode
 from .migration_ledger import Layout, Recording
 from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
 from .retry import RetryPolicy
+from .rollups import ROLLUP_INTERVAL, RollupJob
 from .spool import DeadLetterFile, Spool
-from .writer import PointWriter, ServerProblem, ToPoint, WriterStats
+from .writer import PointWriter, ServerProblem, ToPoint, WriteFunction, WriterStats
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +67,9 @@ LIVE_RETRY = RetryPolicy(cool_down=5.0)
 # each point, so at usual rates the flush interval, not this, decides when a batch goes out:
 # one request a second. 5,000 lines is InfluxDB's own recommended batch size.
 LIVE_BATCH_SIZE = 5_000
+# The last rollup run at shutdown gives up after this long (the spool keeps the points; the
+# windows of what was written are recomputed when more points fall into them).
+_ROLLUP_STOP_SECONDS = 10.0
 
 # What the listener hands to the writers: the new state, when its event was fired (a POSIX
 # timestamp; the datetime is made in the worker thread) and the entity's area at that moment
@@ -228,6 +234,11 @@ class Ingestion:
         self._written_by_finished = 0
         self._unsubscribe: list[Callable[[], None]] = []
         self._entity_registry = er.async_get(hass)
+        # Off by default: with it, every body an optimized writer delivers marks its windows.
+        self.rollups = (
+            RollupJob(client, interval=ROLLUP_INTERVAL) if ingestion.get(CONF_ROLLUPS) else None
+        )
+        self._rollup_task: asyncio.Task[None] | None = None
 
     def use_recording_options(self, options: Mapping[str, Any]) -> None:
         """Take the write mode and optimized database of changed options (no restart)."""
@@ -268,6 +279,10 @@ class Ingestion:
             if recording not in self._active and recording not in self._retired:
                 writer = await self._writer(recording)
                 self._retire(recording, writer)
+        if self.rollups is not None:
+            self._rollup_task = self._hass.async_create_background_task(
+                self.rollups.run(), f"{DOMAIN} rollups"
+            )
         bus = self._hass.bus
         self._unsubscribe = [
             bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._async_entity_updated),
@@ -290,6 +305,14 @@ class Ingestion:
         self._targets = ()
         for writer in writers:
             await writer.stop(flush=True)
+        if self._rollup_task is not None:
+            self._rollup_task.cancel()
+            self._rollup_task = None
+        if self.rollups is not None and self.rollups.pending:
+            # What the writers delivered last gets its rollups now, not after a restart.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_ROLLUP_STOP_SECONDS):
+                    await self.rollups.run_once()
 
     async def async_set_recordings(self, wanted: Iterable[Recording]) -> None:
         """Record exactly these layouts and databases from now on (dual-write, switchover,
@@ -388,10 +411,19 @@ class Ingestion:
         else:
             to_point = optimized_converter(self.optimized_layout.options)
             to_line = encode
+        write: WriteFunction = functools.partial(self._client.write, database=recording.database)
+        if recording.layout is Layout.OPTIMIZED and (rollups := self.rollups) is not None:
+            database = recording.database
+
+            async def write_and_mark(body: bytes) -> None:
+                await self._client.write(body, database=database)
+                rollups.written(database, body)
+
+            write = write_and_mark
         directory = self._storage_dir / spool_directory_name(recording)
         await self._hass.async_add_executor_job(_claim_spool, directory, recording)
         writer = PointWriter(
-            functools.partial(self._client.write, database=recording.database),
+            write,
             Spool(directory),
             self.dead_letters,
             database=recording.database,

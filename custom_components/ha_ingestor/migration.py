@@ -36,6 +36,7 @@ from homeassistant.util import dt as dt_util, ulid as ulid_util
 from . import migration_engine as engine
 from .const import (
     CONF_OPTIMIZED_DATABASE,
+    CONF_ROLLUPS,
     CONF_TARGET_DATABASE,
     CONF_WRITE_MODE,
     DOMAIN,
@@ -680,6 +681,7 @@ class MigrationController:
             on_connection=self._backfill_reaches_server,
             dead_letter_path=self._dead_letter_path,
             source=source,
+            rollups=self._rollups_enabled,
         )
         self._backfill = backfill
         self._throughput = ThroughputWindow()
@@ -938,6 +940,7 @@ class MigrationController:
             {
                 "event": "rollback_removed",
                 "points": removal.points,
+                "rollup_points": removal.rollup_points,
                 "dropped_database": removal.dropped_database,
                 "deletions": removal.deletions,
             }
@@ -987,7 +990,12 @@ class MigrationController:
             transform=self._transform(),
             source_database=ledger.source_database,
             target_database=ledger.target_database,
+            rollups=self._rollups_enabled,
         )
+
+    @property
+    def _rollups_enabled(self) -> bool:
+        return bool(self._entry.options.get(SECTION_INGESTION, {}).get(CONF_ROLLUPS))
 
     def _require_state(self) -> MigrationState:
         if self.state is None:

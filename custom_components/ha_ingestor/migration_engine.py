@@ -7,7 +7,15 @@ and entities; the rules (phases, thresholds, arithmetic) are in ``migration_mode
 import asyncio
 from bisect import bisect_left
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +63,15 @@ from .migration_model import (
 )
 from .optimized_layout import LegacyTransform, SeriesEncoder
 from .retry import Backoff, CircuitBreaker, RetryPolicy, call_with_retry
+from .rollups import (
+    HOUR_NS as _ROLLUP_ALIGN_NS,
+    RESOLUTIONS,
+    build_rollups,
+    check_rollups,
+    rollup_measurement,
+    window_end,
+    window_start,
+)
 from .spool import DeadLetterFile
 
 _LOGGER = logging.getLogger(__name__)
@@ -401,12 +418,17 @@ class Backfill:
         retry: RetryPolicy | None = None,
         window_ns: int = DEFAULT_WINDOW_NS,
         progress_interval: float = PROGRESS_INTERVAL,
+        rollups: bool = False,
     ) -> None:
         """Prepare a run; ``source`` (from :func:`discover`) sizes the first windows.
 
         ``on_connection`` hears False when the server stops answering the backfill and True
-        when it answers again.
+        when it answers again. With ``rollups``, once everything is copied the rollups of the
+        migrated range are recomputed from the target's raw points (all of it again after a
+        resume: it is idempotent).
         """
+        self._rollups = rollups
+        self.rollup_points = 0
         self.state = state
         self._client = client
         self._transform = transform
@@ -518,9 +540,32 @@ class Backfill:
         self._report_progress()
         if self._decision != "continue":
             return BackfillOutcome(self._decision)
-        if all(checkpoint.done for checkpoint in state.checkpoints.values()):
-            return BackfillOutcome.COMPLETE
-        return BackfillOutcome.STOPPED
+        if not all(checkpoint.done for checkpoint in state.checkpoints.values()):
+            return BackfillOutcome.STOPPED
+        if self._rollups and not await self._fill_rollups(state.cutover_ns):
+            return BackfillOutcome.STOPPED
+        return BackfillOutcome.COMPLETE
+
+    async def _fill_rollups(self, cutover_ns: int) -> bool:
+        """Roll up the migrated range, up to the end of the hour holding the cutover (whose
+        window also holds live points); whether it got to the end."""
+        starts = [checkpoint.start_ns for checkpoint in self.state.checkpoints.values()]
+        if not starts:
+            return True
+
+        async def fill() -> int:
+            return await build_rollups(
+                self._client,
+                self._target_db,
+                min(starts),
+                window_end(cutover_ns + 1, _ROLLUP_ALIGN_NS),
+                stopped=self._stop.is_set,
+            )
+
+        self.rollup_points = await call_with_retry(
+            fill, backoff=self._backoff, breaker=self._breaker
+        )
+        return not self._stop.is_set()
 
     async def _run_pipeline(self) -> None:
         try:
@@ -1011,6 +1056,7 @@ class Validator:
         target_database: str | None = None,
         repeats: int = 3,
         live_until_ns: int | None = None,
+        rollups: bool = False,
     ) -> None:
         """Prepare a validation of the windows ``state`` records as copied.
 
@@ -1025,6 +1071,7 @@ class Validator:
         self._repeats = max(repeats, 1)
         self._ledger = state.ledger
         self._live_until_ns = live_until_ns
+        self._rollups = rollups
         self._examples: list[MismatchExample] = []
         self.compared_entities: frozenset[str] = frozenset()
 
@@ -1055,7 +1102,9 @@ class Validator:
         mismatches: dict[str, dict[str, int]] = {}
 
         def mismatch(entity: str) -> dict[str, int]:
-            return mismatches.setdefault(entity, {"days": 0, "records": 0, "live_pairs": 0})
+            return mismatches.setdefault(
+                entity, {"days": 0, "records": 0, "live_pairs": 0, "rollups": 0}
+            )
 
         compared = matching = 0
         for key in legacy.keys() | optimized.keys():
@@ -1106,6 +1155,23 @@ class Validator:
         for entity, count in wrong_pairs.items():
             mismatch(entity)["live_pairs"] += count
 
+        rollups_compared = 0
+        if self._rollups:
+            # The same entity-weeks as the records: their rollups against a recomputation.
+            for span, group in _group_by_span(sample):
+                check = await check_rollups(
+                    self._client,
+                    self._target_db,
+                    group,
+                    max(span, start),
+                    min(span + _SAMPLE_SPAN_NS, end),
+                )
+                rollups_compared += check.compared
+                matching += check.compared - sum(check.mismatches.values())
+                for entity, count in check.mismatches.items():
+                    mismatch(entity)["rollups"] += count
+            compared += rollups_compared
+
         legacy_points, optimized_points = _points_per_entity(legacy), _points_per_entity(optimized)
         result_mismatches = {
             entity: EntityMismatch(
@@ -1114,6 +1180,7 @@ class Validator:
                 mismatched_days=found["days"],
                 mismatched_records=found["records"],
                 mismatched_live_pairs=found["live_pairs"],
+                mismatched_rollups=found["rollups"],
             )
             for entity, found in sorted(mismatches.items())
         }
@@ -1125,6 +1192,7 @@ class Validator:
             mismatches=result_mismatches,
             query_timings=await self._time_queries(legacy, places, start, end),
             live_pairs_compared=pairs,
+            rollups_compared=rollups_compared,
             examples=tuple(sorted(self._examples, key=lambda e: (e.time_ns, e.entity_id))),
         )
 
@@ -1539,10 +1607,13 @@ async def recorded_entities(client: InfluxClient, database: str, span: Span) -> 
     }
 
 
-async def count_points(client: InfluxClient, deletion: Deletion) -> int:
-    """Points a deletion would remove (each carries a value or a state field, or both)."""
+async def count_points(
+    client: InfluxClient, deletion: Deletion, fields: Sequence[str] = STATE_FIELDS
+) -> int:
+    """Points a deletion would remove (each carries one of ``fields``: a value or a state
+    field, or both, in the optimized and legacy layouts)."""
     most = 0
-    for name in STATE_FIELDS:
+    for name in fields:
         rows = await client.aggregate(
             deletion.measurement,
             name,
@@ -1588,11 +1659,12 @@ async def delete(
     attempts: int | None = None,
     backoff: Backoff | None = None,
     breaker: CircuitBreaker | None = None,
+    fields: Sequence[str] = STATE_FIELDS,
 ) -> int:
     """Count and make one time-bounded deletion, retrying transient failures; the count."""
 
     async def count_and_delete() -> int:
-        removed = await count_points(client, deletion)
+        removed = await count_points(client, deletion, fields)
         if removed:
             await client.delete_range(
                 deletion.measurement,
@@ -1618,6 +1690,8 @@ class Removal:
     points: int
     dropped_database: str | None
     deletions: int
+    # Rollup points removed with the raw points they summarized.
+    rollup_points: int = 0
 
 
 async def remove_migrated(
@@ -1654,8 +1728,72 @@ async def remove_migrated(
     for deletion in removal.deletions:
         removed += await delete(client, deletion, attempts=attempts)
     return Removal(
-        points=removed, dropped_database=removal.drop_database, deletions=len(removal.deletions)
+        points=removed,
+        dropped_database=removal.drop_database,
+        deletions=len(removal.deletions),
+        rollup_points=await remove_rollups(client, removal.deletions, attempts=attempts),
     )
+
+
+async def remove_rollups(
+    client: InfluxClient, deletions: Iterable[Deletion], *, attempts: int | None = None
+) -> int:
+    """Remove the rollups of raw points that ``deletions`` removed; rollup points removed.
+
+    Per deletion (an entity's time span), the rollup windows overlapping the span are deleted
+    (the span widened to whole hours), and the hours at both of its ends, which may also hold
+    raw points from outside it, are recomputed from the raw points that remain: afterwards
+    every touched window is what the remaining raw points give, and no other is touched.
+    """
+    present: dict[str, set[str]] = {}
+    removed = 0
+    for deletion in deletions:
+        database = deletion.database
+        if database not in present:
+            present[database] = set(await client.measurements(database))
+        names = [
+            name
+            for resolution in RESOLUTIONS
+            if (name := rollup_measurement(deletion.measurement, resolution)) in present[database]
+        ]
+        if not names:
+            continue
+        first = window_start(deletion.start_ns, _ROLLUP_ALIGN_NS)
+        last = window_start(deletion.end_ns - 1, _ROLLUP_ALIGN_NS)
+        for name in names:
+            removed += await delete(
+                client,
+                Deletion(
+                    database=database,
+                    measurement=name,
+                    tags=deletion.tags,
+                    start_ns=first,
+                    end_ns=last + _ROLLUP_ALIGN_NS,
+                ),
+                attempts=attempts,
+                fields=("count",),
+            )
+        for edge in sorted({first, last}):
+
+            async def recompute(
+                edge: int = edge, deletion: Deletion = deletion, database: str = database
+            ) -> int:
+                return await build_rollups(
+                    client,
+                    database,
+                    edge,
+                    edge + _ROLLUP_ALIGN_NS,
+                    domains=(deletion.measurement,),
+                    where={key: [value] for key, value in deletion.tags.items()},
+                )
+
+            await call_with_retry(
+                recompute,
+                backoff=DELETE_BACKOFF,
+                breaker=RetryPolicy().new_breaker(),
+                max_attempts=attempts or DELETE_ATTEMPTS,
+            )
+    return removed
 
 
 async def clean_legacy(

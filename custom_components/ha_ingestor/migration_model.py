@@ -409,16 +409,21 @@ class EntityMismatch:
     # States recorded live in both layouts whose transformed legacy point differs from the
     # optimized point: the transform (or its options) does not fit this entity's data.
     mismatched_live_pairs: int = 0
+    # Rollup windows (with the rollups option) that differ from a recomputation from raw.
+    mismatched_rollups: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """JSON-safe form."""
-        return {
+        found = {
             "legacy_points": self.legacy_points,
             "optimized_points": self.optimized_points,
             "mismatched_days": self.mismatched_days,
             "mismatched_records": self.mismatched_records,
             "mismatched_live_pairs": self.mismatched_live_pairs,
         }
+        if self.mismatched_rollups:
+            found["mismatched_rollups"] = self.mismatched_rollups
+        return found
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -429,6 +434,7 @@ class EntityMismatch:
             mismatched_days=int(data.get("mismatched_days", 0)),
             mismatched_records=int(data.get("mismatched_records", 0)),
             mismatched_live_pairs=int(data.get("mismatched_live_pairs", 0)),
+            mismatched_rollups=int(data.get("mismatched_rollups", 0)),
         )
 
 
@@ -512,6 +518,8 @@ class ValidationResult:
     query_timings: tuple[QueryTiming, ...] = ()
     # States recorded in both layouts since the cutover whose points were compared.
     live_pairs_compared: int = 0
+    # Rollup windows compared with a recomputation from raw (with the rollups option).
+    rollups_compared: int = 0
     # A few of the differences found, for the user to see what differs.
     examples: tuple[MismatchExample, ...] = ()
 
@@ -533,6 +541,7 @@ class ValidationResult:
             "mismatches": {entity: m.as_dict() for entity, m in self.mismatches.items()},
             "query_timings": [timing.as_dict() for timing in self.query_timings],
             "live_pairs_compared": self.live_pairs_compared,
+            **({"rollups_compared": self.rollups_compared} if self.rollups_compared else {}),
             "examples": [example.as_dict() for example in self.examples],
         }
 
@@ -549,6 +558,7 @@ class ValidationResult:
             },
             query_timings=tuple(QueryTiming.from_dict(t) for t in data.get("query_timings", [])),
             live_pairs_compared=int(data.get("live_pairs_compared", 0)),
+            rollups_compared=int(data.get("rollups_compared", 0)),
             examples=tuple(MismatchExample.from_dict(e) for e in data.get("examples", [])),
         )
 

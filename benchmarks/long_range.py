@@ -1,0 +1,335 @@
+"""Long-range benchmark: dashboard queries over 1, 30 and 365 days, legacy raw vs optimized raw
+vs optimized rollups, side by side on one throwaway influxd.
+
+A year of a few numeric sensors at one point a minute (smooth daily curves with noise), written
+the way HA core writes them (states through LegacyLayout) and through the one transform
+(``to_optimized``) into the optimized layout; then the rollups are built from the optimized
+raw points with the integration's own code (``build_rollups``), everything is compacted
+(as in ``benchmarks.storage``), and each panel query is run ``--repeats`` times per layout
+(after one warm-up run); the table shows the median wall time of the HTTP query.
+
+    .venv/bin/python -m benchmarks.long_range                    # 4 sensors, 365 days, 60 s
+    .venv/bin/python -m benchmarks.long_range --step 300 --repeats 9
+"""
+
+import argparse
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+import json
+import math
+import os
+from pathlib import Path
+import platform
+import random
+import statistics
+import sys
+import time
+from typing import Any
+import urllib.parse
+import urllib.request
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from homeassistant.core import State  # noqa: E402
+
+from benchmarks.storage import (  # noqa: E402
+    COMPACTING_ENVIRONMENT,
+    _compacted,
+    disk_bytes,
+    tsm_bytes,
+)
+from custom_components.ha_ingestor.influx import (  # noqa: E402
+    ApiVersion,
+    ServerSettings,
+    create_client,
+)
+from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.line_protocol import encode  # noqa: E402
+from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
+    OptimizedOptions,
+    to_optimized,
+)
+from custom_components.ha_ingestor.rollups import build_rollups  # noqa: E402
+from tests.influx_server import InfluxServer, running_influxd  # noqa: E402
+
+END = datetime(2025, 1, 1, tzinfo=UTC)
+DAY = 86_400
+LINES_PER_WRITE = 10_000
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """One generated sensor: a daily curve around ``base`` with ``swing`` and noise."""
+
+    object_id: str
+    unit: str
+    device_class: str
+    base: float
+    swing: float
+    noise: float
+
+
+SENSORS = (
+    Sensor("living_temperature", "°C", "temperature", 21.0, 1.5, 0.1),
+    Sensor("outdoor_temperature", "°C", "temperature", 10.0, 6.0, 0.3),
+    Sensor("living_humidity", "%", "humidity", 45.0, 8.0, 1.0),
+    Sensor("house_power", "W", "power", 400.0, 250.0, 120.0),
+)
+
+
+def _states(days: int, step: int, sensors: int, seed: int) -> Iterator[tuple[State, datetime]]:
+    rand = random.Random(seed)
+    start = END - timedelta(days=days)
+    for sensor in SENSORS[:sensors]:
+        attributes = {
+            "unit_of_measurement": sensor.unit,
+            "device_class": sensor.device_class,
+            "state_class": "measurement",
+            "friendly_name": sensor.object_id.replace("_", " ").title(),
+        }
+        entity_id = f"sensor.{sensor.object_id}"
+        for second in range(0, days * DAY, step):
+            # The daily curve, a slower seasonal one, and noise; rounded as sensors report.
+            phase = 2 * math.pi * second / DAY
+            season = math.sin(2 * math.pi * second / (365 * DAY))
+            value = (
+                sensor.base
+                + sensor.swing * math.sin(phase)
+                + sensor.swing * 0.5 * season
+                + rand.gauss(0, sensor.noise)
+            )
+            yield State(entity_id, f"{value:.2f}", attributes), start + timedelta(seconds=second)
+
+
+def _request(server: InfluxServer, path: str, params: dict[str, str], body: bytes = b"") -> bytes:
+    url = f"{server.url}{path}?{urllib.parse.urlencode(params)}"
+    # The benchmark's own influxd on a loopback http:// URL.
+    with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=600) as resp:  # noqa: S310
+        return bytes(resp.read())
+
+
+def query(server: InfluxServer, statement: str, database: str) -> list[dict[str, Any]]:
+    answer = json.loads(_request(server, "/query", {"db": database, "q": statement}, b""))
+    result = answer["results"][0]
+    if "error" in result:
+        raise RuntimeError(f"{statement}: {result['error']}")
+    return list(result.get("series", []))
+
+
+def write_history(server: InfluxServer, days: int, step: int, sensors: int, seed: int) -> int:
+    """Write the legacy history and its optimized copy; points per layout."""
+    legacy_options = LegacyOptions()
+    layout = LegacyLayout(legacy_options)
+    options = OptimizedOptions()
+    batches: dict[str, list[str]] = {"legacy": [], "optimized": []}
+    points = 0
+
+    def flush(database: str) -> None:
+        _request(
+            server,
+            "/write",
+            {"db": database, "precision": "ns"},
+            "\n".join(batches[database]).encode(),
+        )
+        batches[database].clear()
+
+    for state, time_fired in _states(days, step, sensors, seed):
+        legacy = layout.point(state, time_fired)
+        if legacy is None:
+            continue
+        optimized = to_optimized(legacy, legacy_options, options)
+        for database, point in (("legacy", legacy), ("optimized", optimized)):
+            if point is not None and (line := encode(point)) is not None:
+                batches[database].append(line)
+                if len(batches[database]) >= LINES_PER_WRITE:
+                    flush(database)
+        points += 1
+    for database, lines in batches.items():
+        if lines:
+            flush(database)
+    return points
+
+
+async def build(server: InfluxServer, days: int) -> tuple[int, float]:
+    """Build the rollups of the optimized database with the integration's code."""
+    settings = ServerSettings(api_version=ApiVersion.V1, url=server.url, database="optimized")
+    start_ns = int((END - timedelta(days=days)).timestamp()) * 10**9
+    end_ns = int(END.timestamp()) * 10**9
+    async with aiohttp.ClientSession() as session:
+        client = create_client(session, settings)
+        started = time.perf_counter()
+        written = await build_rollups(client, "optimized", start_ns, end_ns)
+        return written, time.perf_counter() - started
+
+
+def wait_for_compaction(root: Path, databases: tuple[str, ...], timeout: float = 1800.0) -> float:
+    started = time.monotonic()
+    last: tuple[int, ...] = ()
+    while time.monotonic() - started < timeout:
+        if all(_compacted(root, name) for name in databases):
+            sizes = tuple(disk_bytes(root, name) for name in databases)
+            if sizes == last:
+                return time.monotonic() - started
+            last = sizes
+        time.sleep(2)
+    raise RuntimeError("influxd did not finish compacting in time")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One dashboard query in its three forms ({where} is the entity and time condition)."""
+
+    name: str
+    legacy: str
+    optimized: str
+    rollup: str
+
+
+def panels(days: int) -> list[Panel]:
+    """The panels of a range: the interval a ~300-point graph asks for, and the rollup that
+    has at least that resolution."""
+    interval = {1: "5m", 30: "3h"}.get(days, "1d")
+    rollup = "sensor_5m" if days <= 1 else "sensor_1h"
+    return [
+        Panel(
+            f"mean per {interval}",
+            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} GROUP BY time({interval}) fill(null)',
+            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} '
+            f"GROUP BY time({interval}) fill(null)",
+            f'SELECT sum("sum") / sum("count") AS "mean" FROM "{rollup}" WHERE {{optimized}} '
+            f"GROUP BY time({interval}) fill(null)",
+        ),
+        Panel(
+            f"mean per {interval}, mean of means",
+            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} GROUP BY time({interval}) fill(null)',
+            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} '
+            f"GROUP BY time({interval}) fill(null)",
+            f'SELECT mean("mean") FROM "{rollup}" WHERE {{optimized}} '
+            f"GROUP BY time({interval}) fill(null)",
+        ),
+        Panel(
+            "max per day",
+            'SELECT max("value") FROM "°C" WHERE {legacy} GROUP BY time(1d) fill(null)',
+            'SELECT max("value") FROM "sensor" WHERE {optimized} GROUP BY time(1d) fill(null)',
+            'SELECT max("max") FROM "sensor_1h" WHERE {optimized} GROUP BY time(1d) fill(null)',
+        ),
+        Panel(
+            "last value",
+            'SELECT last("value") FROM "°C" WHERE {legacy}',
+            'SELECT last("value") FROM "sensor" WHERE {optimized}',
+            'SELECT last("last") FROM "sensor_5m" WHERE {optimized}',
+        ),
+    ]
+
+
+def timed(server: InfluxServer, statement: str, database: str, repeats: int) -> tuple[float, Any]:
+    """Median milliseconds over ``repeats`` runs after a warm-up, and the answer."""
+    answer = query(server, statement, database)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        query(server, statement, database)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), answer
+
+
+def _values(series: list[dict[str, Any]]) -> list[float | None]:
+    return [row[1] for row in series[0]["values"]] if series else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--step", type=int, default=60, help="seconds between points")
+    parser.add_argument("--sensors", type=int, default=len(SENSORS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    arguments = parser.parse_args()
+
+    os.environ.update(COMPACTING_ENVIRONMENT)
+    with running_influxd(auth=False) as server:
+        for database in ("legacy", "optimized", "rollups"):
+            server.create_database(database)
+        started = time.monotonic()
+        points = write_history(
+            server, arguments.days, arguments.step, arguments.sensors, arguments.seed
+        )
+        print(
+            f"wrote {points:,} points per layout ({arguments.sensors} sensors, one every "
+            f"{arguments.step} s, {arguments.days} days) in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
+        rollup_points, seconds = asyncio.run(build(server, arguments.days))
+        print(
+            f"built {rollup_points:,} rollup points in {seconds:.1f} s "
+            f"({points / seconds:,.0f} raw points/s)",
+            flush=True,
+        )
+        # A copy of the rollups alone, to measure what they cost on disk.
+        query(
+            server,
+            'SELECT * INTO "rollups".."sensor_5m" FROM "optimized".."sensor_5m" GROUP BY *',
+            "optimized",
+        )
+        query(
+            server,
+            'SELECT * INTO "rollups".."sensor_1h" FROM "optimized".."sensor_1h" GROUP BY *',
+            "optimized",
+        )
+        waited = wait_for_compaction(server.root, ("legacy", "optimized", "rollups"))
+        print(f"compacted after {waited:.0f} s\n")
+        sizes = {name: tsm_bytes(server.root, name) for name in ("legacy", "optimized", "rollups")}
+        print(
+            f"TSM bytes: legacy {sizes['legacy'] / 1e6:.2f} MB, optimized raw "
+            f"{(sizes['optimized'] - sizes['rollups']) / 1e6:.2f} MB, rollups "
+            f"{sizes['rollups'] / 1e6:.2f} MB ({rollup_points:,} points, "
+            f"{sizes['rollups'] / rollup_points:.1f} bytes each; "
+            f"{sizes['rollups'] / (sizes['optimized'] - sizes['rollups']):.0%} of the raw)\n"
+        )
+
+        end_ns = int(END.timestamp()) * 10**9
+        sensor = SENSORS[0]
+        print(
+            f"{platform.node()} · {os.cpu_count()} CPUs · {platform.python_version()} · "
+            f"{datetime.now(UTC):%Y-%m-%d} · median of {arguments.repeats} runs, ms\n"
+        )
+        print("| Range | Panel | Legacy raw | Optimized raw | Optimized rollup | Legacy ÷ rollup |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        for days in (1, 30, 365):
+            if days > arguments.days:
+                continue
+            start_ns = end_ns - days * DAY * 10**9
+            when = f"time >= {start_ns} AND time < {end_ns}"
+            conditions = {
+                "legacy": f"\"entity_id\" = '{sensor.object_id}' AND {when}",
+                "optimized": f"\"entity_id\" = 'sensor.{sensor.object_id}' AND {when}",
+            }
+            for panel in panels(days):
+                legacy_ms, _ = timed(
+                    server, panel.legacy.format(**conditions), "legacy", arguments.repeats
+                )
+                raw_ms, raw = timed(
+                    server, panel.optimized.format(**conditions), "optimized", arguments.repeats
+                )
+                rollup_ms, rolled = timed(
+                    server, panel.rollup.format(**conditions), "optimized", arguments.repeats
+                )
+                # The rollup answer must be the raw answer (the mean up to rounding).
+                for a, b in zip(_values(raw), _values(rolled), strict=True):
+                    if (a is None) != (b is None) or (
+                        a is not None and b is not None and not math.isclose(a, b, rel_tol=1e-9)
+                    ):
+                        raise AssertionError(f"{panel.name}: raw {a} but rollup {b}")
+                print(
+                    f"| {days} d | {panel.name} | {legacy_ms:.1f} | {raw_ms:.1f} | "
+                    f"{rollup_ms:.1f} | **{legacy_ms / rollup_ms:.1f}x** |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Rollups: 5 min and 1 h aggregates kept live, filled by the backfill, validated, rolled back.
+
+Every check reads what the real influxd holds and compares it with aggregates computed in
+Python from the raw points the server holds (``rollups_of``).
+"""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from homeassistant.core import HomeAssistant
+import pytest
+
+from custom_components.ha_ingestor import ingest
+from custom_components.ha_ingestor.influx import InfluxClient
+from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
+from custom_components.ha_ingestor.migration_engine import (
+    BackfillOutcome,
+    Validator,
+    inventory_optimized,
+    remove_migrated,
+)
+from custom_components.ha_ingestor.migration_model import BackfillCheckpoint, datetime_to_ns
+from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.rollups import (
+    HOUR_NS,
+    MINUTE_NS,
+    build_rollups,
+    is_rollup_measurement,
+    rollups_of,
+    written_span,
+)
+from custom_components.ha_ingestor.writer import PointWriter
+
+from .faulty_proxy import FaultyProxy
+from .helpers import admin_client, entry_for, eventually, ingest_options, setup_entry
+from .influx_server import InfluxServer
+from .test_data_safety import through
+from .test_migration_engine import (
+    DAY_NS,
+    START,
+    TRANSFORM,
+    History,
+    Saves,
+    _history,
+    backfill_state,
+    load,
+    new_backfill,
+    new_ledger,
+)
+
+EVERYTHING = (-(2**62), 2**62)
+T0 = datetime_to_ns(datetime(2024, 3, 1, tzinfo=UTC))
+
+type Keyed = dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def history() -> History:
+    """About 6,000 legacy points of a 30-entity home over three days."""
+    return _history(6_000, 3, seed=23, entities=30)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+@pytest.fixture
+def client(session: aiohttp.ClientSession, influxd: InfluxServer, database: str) -> InfluxClient:
+    return admin_client(session, influxd, database)
+
+
+def keyed(points: list[Point]) -> Keyed:
+    return {
+        (p.measurement, tuple(sorted(p.tags.items())), p.time_ns): dict(p.fields) for p in points
+    }
+
+
+async def raw_and_rollups(client: InfluxClient, database: str) -> tuple[list[Point], Keyed]:
+    """The optimized-layout raw points and the rollup points the database holds."""
+    raw: list[Point] = []
+    rollups: list[Point] = []
+    for measurement in await client.measurements(database):
+        async for point in client.read_points(measurement, *EVERYTHING, database):
+            entity = point.tags.get("entity_id", "")
+            if is_rollup_measurement(measurement):
+                rollups.append(point)
+            elif entity.partition(".")[0] == measurement:
+                raw.append(point)
+    return raw, keyed(rollups)
+
+
+async def assert_rollups_match_raw(client: InfluxClient, database: str) -> Keyed:
+    raw, stored = await raw_and_rollups(client, database)
+    expected = keyed(rollups_of(raw))
+    assert expected, "no numeric raw points to roll up"
+    missing = expected.keys() - stored.keys()
+    extra = stored.keys() - expected.keys()
+    different = [k for k in expected.keys() & stored.keys() if expected[k] != stored[k]]
+    assert not missing, f"{len(missing)} rollups missing, e.g. {sorted(missing)[:2]}"
+    assert not extra, f"{len(extra)} rollups extra, e.g. {sorted(extra)[:2]}"
+    assert not different, [(k, stored[k], expected[k]) for k in sorted(different)[:2]]
+    return stored
+
+
+# The aggregates themselves ---------------------------------------------------------------------
+
+
+def test_rollups_are_mean_min_max_sum_count_last_per_aligned_window() -> None:
+    tags = {"entity_id": "sensor.power", "unit_of_measurement": "W"}
+    values = [(T0 + 10 * 10**9, 3.0), (T0 + 4 * MINUTE_NS, 1.0), (T0 + 6 * MINUTE_NS, 8.0)]
+    points = [Point("sensor", tags, {"value": v}, t) for t, v in values]
+    points.append(Point("sensor", tags, {"state": "on"}, T0 + 7 * MINUTE_NS))  # no value
+
+    found = keyed(rollups_of(points))
+
+    key = tuple(sorted(tags.items()))
+    assert found == {
+        ("sensor_5m", key, T0): {
+            "mean": 2.0, "min": 1.0, "max": 3.0, "sum": 4.0, "count": 2, "last": 1.0
+        },
+        ("sensor_5m", key, T0 + 5 * MINUTE_NS): {
+            "mean": 8.0, "min": 8.0, "max": 8.0, "sum": 8.0, "count": 1, "last": 8.0
+        },
+        ("sensor_1h", key, T0): {
+            "mean": 4.0, "min": 1.0, "max": 8.0, "sum": 12.0, "count": 3, "last": 8.0
+        },
+    }  # fmt: skip
+
+
+def test_the_mean_is_exactly_rounded_whatever_the_order() -> None:
+    values = [0.1] * 10 + [1e16, -1e16]
+    points = [
+        Point("sensor", {"entity_id": "sensor.x"}, {"value": v}, T0 + i * 10**9)
+        for i, v in enumerate(values)
+    ]
+    (five, _hour) = rollups_of(points)
+    assert five.fields["sum"] == math.fsum(values)
+    assert keyed(rollups_of(reversed(points))) == keyed(rollups_of(points))
+
+
+def test_written_bodies_name_their_domains_and_time_spans() -> None:
+    body = encode_batch(
+        [
+            Point("sensor", {"entity_id": "sensor.a"}, {"value": 1.0}, T0 + 5),
+            Point("light", {"entity_id": "light.b"}, {"state": "on"}, T0 + 1),
+            Point("sensor", {"entity_id": "sensor.c", "friendly_name": "x y"}, {"value": 2.0}, T0),
+        ]
+    )
+    assert written_span(body) == {"sensor": (T0, T0 + 5), "light": (T0 + 1, T0 + 1)}
+
+
+# Backfill, validation, rollback -----------------------------------------------------------------
+
+
+async def test_a_backfill_without_the_option_writes_no_rollups(
+    client: InfluxClient, influxd: InfluxServer, database: str, history: History, tmp_path: Path
+) -> None:
+    load(influxd, database, history.lines)
+    state = backfill_state(history.end_ns)
+    assert await new_backfill(client, state, tmp_path, Saves()).run() is BackfillOutcome.COMPLETE
+    assert not [m for m in await client.measurements() if is_rollup_measurement(m)]
+
+
+async def test_the_backfill_fills_rollups_equal_to_a_recomputation_from_raw(
+    client: InfluxClient, influxd: InfluxServer, database: str, history: History, tmp_path: Path
+) -> None:
+    load(influxd, database, history.lines)
+    state = backfill_state(history.end_ns)
+    backfill = new_backfill(client, state, tmp_path, Saves(), rollups=True)
+
+    assert await backfill.run() is BackfillOutcome.COMPLETE
+
+    stored = await assert_rollups_match_raw(client, database)
+    assert backfill.rollup_points == len(stored)
+    assert {key[0] for key in stored} >= {"sensor_5m", "sensor_1h"}
+    # Three days of history: the 1 h rollups span them.
+    hours = sorted({key[2] for key in stored if key[0] == "sensor_1h"})
+    assert hours[-1] - hours[0] >= 2 * DAY_NS
+
+
+async def test_validation_checks_rollups_and_finds_a_corrupted_one(
+    client: InfluxClient, influxd: InfluxServer, database: str, history: History, tmp_path: Path
+) -> None:
+    load(influxd, database, history.lines)
+    state = backfill_state(history.end_ns, validate_percentage=1.0)
+    assert (
+        await new_backfill(client, state, tmp_path, Saves(), rollups=True).run()
+        is BackfillOutcome.COMPLETE
+    )
+    clean = await Validator(client, state, transform=TRANSFORM, repeats=1, rollups=True).run()
+    assert clean.integrity_score == 1.0
+    assert clean.rollups_compared > 0
+    assert not clean.mismatches
+
+    _, stored = await raw_and_rollups(client, database)
+    # A 1 h rollup in the middle of the history (wholly inside the migrated range).
+    hours = sorted((key, value) for key, value in stored.items() if key[0] == "sensor_1h")
+    (measurement, tags, time_ns), fields = hours[len(hours) // 2]
+    await client.write(
+        encode_batch(
+            [Point(measurement, dict(tags), {**fields, "max": fields["max"] + 1}, time_ns)]
+        )
+    )
+
+    result = await Validator(client, state, transform=TRANSFORM, repeats=1, rollups=True).run()
+
+    entity = dict(tags)["entity_id"]
+    assert set(result.mismatches) == {entity}
+    assert result.mismatches[entity].mismatched_rollups == 1
+    assert result.mismatches[entity].mismatched_days == 0
+    assert result.integrity_score < 1.0
+    assert result.rollups_compared == clean.rollups_compared
+
+
+async def test_rollback_removes_only_the_rollups_of_what_the_migration_wrote(
+    client: InfluxClient, influxd: InfluxServer, database: str, history: History, tmp_path: Path
+) -> None:
+    """Rollups of optimized points recorded before the migration, and of another writer's
+    series, stay exactly as they were; every other rollup goes with its raw points."""
+    load(influxd, database, history.lines)
+    day = history.config.start.timestamp() * 10**9 // DAY_NS
+    # Day 2 of the history was recorded live before, for one sensor; another home's sensor too.
+    sensor = "sensor.before"
+    recorded = [
+        Point(
+            "sensor",
+            {"entity_id": sensor},
+            {"value": float(i % 7)},
+            int(day + 1) * DAY_NS + i * 97 * 10**9,
+        )
+        for i in range(500)
+    ]
+    other = {"entity_id": "sensor.other_home"}
+    foreign = [
+        Point("sensor", other, {"value": float(i)}, datetime_to_ns(START) + i * 10**9)
+        for i in range(50)
+    ]
+    await client.write(encode_batch(recorded + foreign))
+    await build_rollups(client, database, *EVERYTHING)
+    before = keyed(rollups_of(recorded + foreign))
+    ledger = new_ledger(database)
+    ledger.preexisting = await inventory_optimized(
+        client, database, before_ns=ledger.inventoried_ns
+    )
+    state = backfill_state(history.end_ns, ledger=ledger)
+    assert (
+        await new_backfill(client, state, tmp_path, Saves(), rollups=True).run()
+        is BackfillOutcome.COMPLETE
+    )
+    migrated = await assert_rollups_match_raw(client, database)
+
+    removal = await remove_migrated(client, state, until_ns=history.end_ns)
+
+    raw, left = await raw_and_rollups(client, database)
+    assert {p.tags["entity_id"] for p in raw} == {sensor, "sensor.other_home"}
+    assert left == before
+    assert removal.rollup_points == len(migrated) - len(before)
+
+
+async def test_a_rollback_recomputes_a_window_shared_with_points_it_keeps(
+    client: InfluxClient, database: str
+) -> None:
+    """The hour holding the cutover also holds live points the rollback leaves (those of an
+    entity this Home Assistant does not know): its rollups are recomputed from them."""
+    sensor = {"entity_id": "sensor.edge"}
+    cutover = T0 + 10 * MINUTE_NS
+    copied = [Point("sensor", sensor, {"value": 1.0}, T0 - (20 - i) * MINUTE_NS) for i in range(30)]
+    live = [
+        Point("sensor", sensor, {"value": 10.0 + i}, cutover + i * MINUTE_NS) for i in range(20)
+    ]
+    await client.write(encode_batch(copied + live))
+    await build_rollups(client, database, *EVERYTHING)
+    ledger = new_ledger(database)
+    ledger.copied = {"sensor.edge": ("W",)}
+    state = backfill_state(cutover, ledger=ledger)
+    state.checkpoints = {
+        "W": BackfillCheckpoint(
+            start_ns=T0 - 20 * MINUTE_NS, end_ns=cutover, completed_until_ns=cutover
+        )
+    }
+
+    removal = await remove_migrated(client, state, until_ns=T0 + HOUR_NS)
+
+    raw, left = await raw_and_rollups(client, database)
+    assert keyed(raw) == keyed(live)
+    assert left == keyed(rollups_of(live))
+    assert removal.points == len(copied)
+
+
+# Live, through Home Assistant ---------------------------------------------------------------------
+
+FAST = RetryPolicy(backoff=Backoff(base=0.05, maximum=0.3), failure_threshold=3, cool_down=0.5)
+
+
+@pytest.fixture
+def fast_writers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "LIVE_RETRY", FAST)
+    monkeypatch.setattr(
+        ingest,
+        "PointWriter",
+        functools.partial(PointWriter, spool_interval=1.0, stats_interval=0.1),
+    )
+
+
+@pytest.fixture
+async def proxy(influxd: InfluxServer) -> AsyncIterator[FaultyProxy]:
+    proxy = FaultyProxy(influxd.url)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+def set_power(hass: HomeAssistant, entity_id: str, values: list[float]) -> None:
+    for value in values:
+        hass.states.async_set(entity_id, str(value), {"unit_of_measurement": "W"})
+
+
+def raw_count(influxd: InfluxServer, database: str) -> int:
+    series = influxd.series('SELECT COUNT("value") FROM "sensor"', database)
+    return int(series[0]["values"][0][1]) if series else 0  # type: ignore[index]
+
+
+async def test_rollups_are_off_by_default_and_nothing_extra_is_written(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("optimized")))
+    assert entry.runtime_data.ingestion.rollups is None
+    set_power(hass, "sensor.rollup_power", [1.0, 2.0, 3.0])
+    await eventually(hass, lambda: raw_count(influxd, database) == 3)
+    await hass.config_entries.async_unload(entry.entry_id)
+    assert await client.measurements() == ["sensor"]
+
+
+async def test_live_points_get_correct_5m_and_1h_rollups(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, entry_for(influxd, database, options))
+    job = entry.runtime_data.ingestion.rollups
+    assert job is not None
+    set_power(hass, "sensor.rollup_power", [5.0, 1.5, 7.25, 3.0])
+    set_power(hass, "sensor.rollup_other", [100.0, 200.0])
+    await eventually(hass, lambda: raw_count(influxd, database) == 6)
+    await eventually(hass, lambda: job.pending)
+
+    assert await job.run_once() == 4  # two entities, two resolutions
+
+    stored = await assert_rollups_match_raw(client, database)
+    power = next(f for k, f in stored.items() if k[0] == "sensor_1h" and "rollup_power" in str(k))
+    assert power == {"mean": 4.1875, "min": 1.5, "max": 7.25, "sum": 16.75, "count": 4, "last": 3.0}
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_points_arriving_late_after_an_outage_are_in_the_next_run(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    client: InfluxClient,
+    proxy: FaultyProxy,
+    fast_writers: None,
+) -> None:
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, through(proxy, entry_for(influxd, database, options)))
+    job = entry.runtime_data.ingestion.rollups
+    assert job is not None
+    set_power(hass, "sensor.rollup_power", [1.0, 2.0])
+    await eventually(hass, lambda: raw_count(influxd, database) == 2)
+    await eventually(hass, lambda: job.pending)
+    await job.run_once()
+    await assert_rollups_match_raw(client, database)
+
+    proxy.fail_when = lambda path, _query, _body: path == "/write"
+    set_power(hass, "sensor.rollup_power", [30.0, 40.0])
+    await eventually(hass, lambda: entry.runtime_data.ingestion.stats.spooled_points == 2)
+    assert await job.run_once() == 0  # nothing new reached the server
+    proxy.fail_when = None
+    await eventually(hass, lambda: raw_count(influxd, database) == 4)
+    await eventually(hass, lambda: job.pending)
+
+    await job.run_once()
+
+    stored = await assert_rollups_match_raw(client, database)
+    counts = [f["count"] for k, f in stored.items() if k[0] == "sensor_1h"]
+    assert sum(counts) == 4
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_last_rollups_are_written_when_the_entry_unloads(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, entry_for(influxd, database, options))
+    set_power(hass, "sensor.rollup_power", [2.0, 4.0])
+    await hass.config_entries.async_unload(entry.entry_id)
+    await assert_rollups_match_raw(client, database)
+
+
+def test_rollup_lines_carry_an_integer_count() -> None:
+    (five, _) = rollups_of([Point("sensor", {"entity_id": "sensor.x"}, {"value": 2.0}, T0)])
+    assert "count=1i" in (encode(five) or "")
