@@ -24,7 +24,11 @@ from custom_components.ha_ingestor.migration_engine import (
     inventory_optimized,
     remove_migrated,
 )
-from custom_components.ha_ingestor.migration_model import BackfillCheckpoint, datetime_to_ns
+from custom_components.ha_ingestor.migration_model import (
+    BackfillCheckpoint,
+    MigrationState,
+    datetime_to_ns,
+)
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.rollups import (
     HOUR_NS,
@@ -166,6 +170,8 @@ async def test_a_backfill_without_the_option_writes_no_rollups(
     state = backfill_state(history.end_ns)
     assert await new_backfill(client, state, tmp_path, Saves()).run() is BackfillOutcome.COMPLETE
     assert not [m for m in await client.measurements() if is_rollup_measurement(m)]
+    # Rollups switched on later are not the migration's: its validation does not look for them.
+    assert not state.rollups_filled
 
 
 async def test_the_backfill_fills_rollups_equal_to_a_recomputation_from_raw(
@@ -176,6 +182,8 @@ async def test_the_backfill_fills_rollups_equal_to_a_recomputation_from_raw(
     backfill = new_backfill(client, state, tmp_path, Saves(), rollups=True)
 
     assert await backfill.run() is BackfillOutcome.COMPLETE
+    assert state.rollups_filled
+    assert MigrationState.from_dict(state.to_dict()).rollups_filled
 
     stored = await assert_rollups_match_raw(client, database)
     assert backfill.rollup_points == len(stored)

@@ -990,7 +990,7 @@ class MigrationController:
             transform=self._transform(),
             source_database=ledger.source_database,
             target_database=ledger.target_database,
-            rollups=self._rollups_enabled,
+            rollups=state.rollups_filled,
         )
 
     @property

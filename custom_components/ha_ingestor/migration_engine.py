@@ -565,7 +565,10 @@ class Backfill:
         self.rollup_points = await call_with_retry(
             fill, backoff=self._backoff, breaker=self._breaker
         )
-        return not self._stop.is_set()
+        if self._stop.is_set():
+            return False
+        self.state.rollups_filled = True
+        return True
 
     async def _run_pipeline(self) -> None:
         try:

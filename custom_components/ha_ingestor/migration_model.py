@@ -628,6 +628,9 @@ class MigrationState:
     transitions: list[Transition] = field(default_factory=list)
     # What the migration created, copied, proved and cleaned (None until it is prepared).
     ledger: MigrationLedger | None = None
+    # Whether the backfill built the rollups of the migrated range (validation checks them
+    # only then: rollups switched on later cover only what was recorded since).
+    rollups_filled: bool = False
 
     @property
     def strategy(self) -> Strategy:
@@ -724,6 +727,7 @@ class MigrationState:
             "error": self.error,
             "transitions": [t.as_dict() for t in self.transitions],
             "ledger": None if self.ledger is None else self.ledger.as_dict(),
+            "rollups_filled": self.rollups_filled,
         }
 
     @classmethod
@@ -766,6 +770,7 @@ class MigrationState:
             error=data.get("error"),
             transitions=[Transition.from_dict(t) for t in data.get("transitions", [])],
             ledger=None if ledger is None else MigrationLedger.from_dict(ledger),
+            rollups_filled=bool(data.get("rollups_filled", False)),
         )
 
 
