@@ -48,7 +48,8 @@ START = datetime(2025, 4, 1, 12, 0, tzinfo=UTC)
 
 # What core's client sends that the server refuses or garbles (the README's lossy corners):
 # a name ending in a backslash, a backslash before a separator or quote in a measurement or
-# before a quote in a field key, a measurement starting with "#", and "time" as a key.
+# before a quote in a field key, a measurement starting with "#" (or tabs and then "#"), a
+# measurement or first field key of nothing but tabs (the server skips them), and "time".
 _SPECIALS = " ,=\"'\\\n\t#é🔥ß中\u200bA_1."
 
 
@@ -56,7 +57,8 @@ def core_loses(text: str) -> bool:
     return (
         text.endswith("\\")
         or any(f"\\{c}" in text for c in ' ,="')
-        or text.startswith("#")
+        or text.lstrip("\t").startswith("#")
+        or not text.lstrip("\t")
         or text.strip() == "time"
         or "\r" in text
     )

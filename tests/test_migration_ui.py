@@ -5,6 +5,7 @@ wait is visible and can be ended; repair issues name their cause and offer Resum
 back; entity ids are predictable; service answers count points and messages name fields.
 """
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -159,7 +160,11 @@ async def test_a_paused_migration_repair_names_the_cause_and_its_fix_flow_acts(
         "paused"
     )
     issue_id = f"migration_paused_{entry.entry_id}"
-    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    # Raised once the pause is saved, a moment after the phase shows.
+    for _ in range(100):
+        if (issue := ir.async_get(hass).async_get_issue(DOMAIN, issue_id)) is not None:
+            break
+        await asyncio.sleep(0.1)
     assert issue is not None
     assert issue.is_fixable
     placeholders = issue.translation_placeholders or {}

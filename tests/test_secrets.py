@@ -368,14 +368,15 @@ class TlsFrontend:
                         request.add_header(header, value)
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
-                        status, body = response.status, response.read()
-                        content_type = response.headers.get("Content-Type")
+                        status, body, headers = response.status, response.read(), response.headers
                 except urllib.error.HTTPError as err:
-                    status, body = err.code, err.read()
-                    content_type = err.headers.get("Content-Type")
+                    status, body, headers = err.code, err.read(), err.headers
                 self.send_response(status)
-                if content_type:
-                    self.send_header("Content-Type", content_type)
+                # As a reverse proxy does: the content type and InfluxDB's own headers (its
+                # version tells the integration it reached InfluxDB).
+                for name, value in headers.items():
+                    if name.lower() == "content-type" or name.lower().startswith("x-influxdb-"):
+                        self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -447,7 +448,7 @@ async def test_a_self_signed_certificate_is_refused_by_default(
 ) -> None:
     result = await submit_tls(hass, tls_frontend, database)
     assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"base": "cannot_connect"}
+    assert result["errors"] == {"url": "tls_certificate"}
     assert sessions_asked_for
     assert all(sessions_asked_for)
     assert tls_frontend.requests == 0  # the handshake failed; nothing was sent
@@ -462,7 +463,7 @@ async def test_turning_verification_off_is_honoured_from_flow_to_writes(
     sessions_asked_for: list[bool],
 ) -> None:
     result = await submit_tls(hass, tls_frontend, database, verify_ssl=False)
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
     assert result["data"]["verify_ssl"] is False
     await hass.async_block_till_done()
     (entry,) = hass.config_entries.async_entries(DOMAIN)

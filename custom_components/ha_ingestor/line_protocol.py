@@ -171,9 +171,10 @@ _CORE_V1_TAG_LOST: Final = re.compile(r"\\\Z")
 def _core_v1_measurement(name: str) -> str:
     if "\\" in name:
         name = _CORE_V1_MEASUREMENT_LOST.sub("/", name)
-    if name.startswith("#"):
-        # Core's line would start a comment, and the point would be lost.
-        name = "_" + name
+    if not (kept := name.lstrip(_UNESCAPED_BLANKS)) or kept.startswith("#"):
+        # The server skips tabs and NULs before the measurement: core's line would then start
+        # a comment or have no measurement, and the point would be lost.
+        name = "_" + kept
     return name.translate(_CORE_V1_NAME)
 
 
@@ -210,13 +211,18 @@ def encode_like_core_v1(point: Point) -> str | None:
     Byte for byte ``influxdb.line_protocol.make_line`` (tags and fields sorted, empty tag
     values left out), except where core's line would be refused or garbled by the server:
     a non-finite field is left out (core loses the whole point), a measurement starting with
-    ``#`` gets a leading ``_``, and a backslash that would be read as escaping a separator
+    ``#`` (after tabs or NULs, which the server skips, as before the first field key) or of
+    nothing but those gets a leading ``_``, a first field key of nothing but them is ``_``,
+    and a backslash that would be read as escaping a separator
     becomes a slash (see above).
     """
     fields = []
     for key in sorted(point.fields):
         if key and (value := _core_v1_value(point.fields[key])) is not None:
-            fields.append(f"{_core_v1_field_key(key)}={value}")
+            # Tabs and NULs before the first field key are skipped by the server; a key of
+            # nothing else would be stored without a name.
+            name = "_" if not fields and not key.lstrip(_UNESCAPED_BLANKS) else key
+            fields.append(f"{_core_v1_field_key(name)}={value}")
     if not fields or not point.measurement:
         return None
     parts = [_core_v1_measurement(point.measurement)]
@@ -367,8 +373,8 @@ def stored_by_influxdb_v1(point: Point) -> Point | None:
     measurement = point.measurement
     if "\\" in measurement:
         measurement = _CORE_V1_MEASUREMENT_LOST.sub("/", measurement)
-    if measurement.startswith("#"):
-        measurement = "_" + measurement
+    if not (kept := measurement.lstrip(_UNESCAPED_BLANKS)) or kept.startswith("#"):
+        measurement = "_" + kept
     tags = {
         stored_name(read_back_tag(key)): stored_name(read_back_tag(value))
         for key, value in point.tags.items()
@@ -382,7 +388,7 @@ def stored_by_influxdb_v1(point: Point) -> Point | None:
         name = stored_name(read_back_field_key(key))
         if not fields:
             # The parser skips white space before the fields: tabs and NULs are not escaped.
-            name = name.lstrip(_UNESCAPED_BLANKS)
+            name = name.lstrip(_UNESCAPED_BLANKS) or "_"
         fields[name] = as_stored_text(value) if isinstance(value, str) else value
     fields.pop("time", None)
     # Likewise before the measurement.
