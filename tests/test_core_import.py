@@ -15,6 +15,7 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.ha_ingestor.config_flow import HaIngestorConfigFlow
 from custom_components.ha_ingestor.const import (
     CONF_API_VERSION,
     DOMAIN,
@@ -99,6 +100,14 @@ async def test_overrides_as_rows_are_accepted_too(
             "invalid_component_config",
         ),
         ({"component_config_domain": ["light"]}, "invalid_component_config_domain"),
+        (
+            {"component_config": [{"entity_id": "sensor.a", "domain": "sensor"}]},
+            "invalid_component_config",
+        ),
+        (
+            {"component_config_domain": {" ": {"override_measurement": "x"}}},
+            "invalid_component_config_domain",
+        ),
         ({"component_config_glob": "sensor.*"}, "invalid_component_config_glob"),
         (
             {"component_config_glob": {"sensor.*": {"ignore_attributes": [{"a": 1}]}}},
@@ -394,6 +403,16 @@ async def test_core_config_entry_is_found_on_releases_that_have_one(
         "write_mode": "both",
         "include_domains": ["sensor"],
     }
+
+
+async def test_the_core_steps_abort_when_core_is_not_configured(hass: HomeAssistant) -> None:
+    """Reached only through a stale or hand-made request: they say what is missing."""
+    for step in ("import_core", "core_database"):
+        flow = HaIngestorConfigFlow()
+        flow.hass = hass
+        result = await getattr(flow, f"async_step_{step}")()
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "core_not_configured"
 
 
 async def test_without_core_there_is_nothing_to_import(hass: HomeAssistant) -> None:
