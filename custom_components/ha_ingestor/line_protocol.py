@@ -216,7 +216,7 @@ def encode_like_core_v1(point: Point) -> str | None:
     and a backslash that would be read as escaping a separator
     becomes a slash (see above).
     """
-    fields = []
+    fields: list[str] = []
     for key in sorted(point.fields):
         if key and (value := _core_v1_value(point.fields[key])) is not None:
             # Tabs and NULs before the first field key are skipped by the server; a key of
