@@ -2,11 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 import json
+from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 import pytest
+import yaml
 
 from custom_components.ha_ingestor.migration_model import (
+    INT_LIMITS,
     MIN_ERROR_RATE_SAMPLE,
     BackfillCheckpoint,
     ConfigError,
@@ -851,3 +854,21 @@ def test_plan_as_dict_is_json_safe() -> None:
     assert data["separate_target"] is True
     assert data["deletes_legacy_data"] is True
     assert data["estimated_backfill_seconds"] == 200.0
+
+
+def test_the_start_migration_action_offers_the_models_ranges() -> None:
+    """services.yaml cannot import the model: this pins its number ranges and strategies to it."""
+    services = yaml.safe_load(
+        (Path(__file__).parent.parent / "custom_components/ha_ingestor/services.yaml").read_text()
+    )
+    fields = services["start_migration"]["fields"]
+    offered = {
+        name: (fields[name]["selector"]["number"]["min"], fields[name]["selector"]["number"]["max"])
+        for name in INT_LIMITS
+    }
+    assert offered == dict(INT_LIMITS)
+    assert sorted(fields["strategy"]["selector"]["select"]["options"]) == sorted(Strategy)
+    for rate in ("max_error_rate", "rollback_threshold", "validate_percentage"):
+        assert fields[rate]["selector"]["number"]["max"] == 1  # a share, as MigrationConfig
+        lowest = fields[rate]["selector"]["number"]["min"]
+        assert getattr(MigrationConfig(**{"max_error_rate": 0.0, rate: lowest}), rate) == lowest

@@ -39,6 +39,9 @@ from .const import (
     CONF_BATCH_SIZE,
     CONF_BUCKET,
     CONF_CLEANUP_DELAY_HOURS,
+    CONF_COMPONENT_CONFIG,
+    CONF_COMPONENT_CONFIG_DOMAIN,
+    CONF_COMPONENT_CONFIG_GLOB,
     CONF_CONCURRENT_BATCHES,
     CONF_DATABASE,
     CONF_DEFAULT_MEASUREMENT,
@@ -68,10 +71,10 @@ from .const import (
     CONF_VALIDATE_PERCENTAGE,
     CONF_VERIFY_SSL,
     CONF_WRITE_MODE,
-    DEFAULT_ATTRIBUTE_ALLOWLIST,
-    DEFAULT_MEASUREMENT_ATTR,
     DOMAIN,
     MEASUREMENT_ATTR_CHOICES,
+    MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS,
+    MEASUREMENT_ATTR_UNIT,
     SECTION_INGESTION,
     SECTION_LEGACY,
     SECTION_MIGRATION,
@@ -88,21 +91,19 @@ from .influx import (
     WrongApiVersion,
 )
 from .ingest import allowed_attributes, optimized_options
-from .legacy_layout import (
-    CONF_COMPONENT_CONFIG,
-    CONF_COMPONENT_CONFIG_DOMAIN,
-    CONF_COMPONENT_CONFIG_GLOB,
-    LegacyOptions,
-)
-from .migration_model import ConfigError, MigrationConfig
-from .optimized_layout import RESERVED_NAMES
+from .legacy_layout import LegacyOptions
+from .migration_model import INT_LIMITS, ConfigError, MigrationConfig
+from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, RESERVED_NAMES
 
 _LOGGER = logging.getLogger(__name__)
 
 # The form shows each option of a translated selector under its translation key, which may not
 # hold "__" (hassfest's key rule); the options store core's own value for it.
-_MEASUREMENT_ATTR_FORM_KEYS: Final = {"domain__device_class": "domain_device_class"}
+_MEASUREMENT_ATTR_FORM_KEYS: Final = {MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS: "domain_device_class"}
 _MEASUREMENT_ATTR_VALUES: Final = {key: value for value, key in _MEASUREMENT_ATTR_FORM_KEYS.items()}
+
+# The migration settings' defaults are MigrationConfig's own.
+_MIGRATION_DEFAULTS: Final = MigrationConfig()
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -478,9 +479,16 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
             config["unit_of_measurement"] = unit
         return NumberSelector(config)
 
-    def percent(key: str, default: float) -> float:
+    def percent(key: str) -> float:
         # Shown in percent, like the sensors; stored as a share (MigrationConfig's unit).
-        return round(float(migration.get(key, default)) * 100, 4)
+        return round(float(migration.get(key, getattr(_MIGRATION_DEFAULTS, key))) * 100, 4)
+
+    def setting(key: str) -> vol.Required:
+        return vol.Required(key, default=migration.get(key, getattr(_MIGRATION_DEFAULTS, key)))
+
+    def whole_number(key: str) -> vol.All:
+        low, high = INT_LIMITS[key]
+        return vol.All(number(low, high, 1), vol.Coerce(int))
 
     # Core's YAML form, pasted as it is: {key: {override_measurement, ignore_attributes}}.
     overrides: dict[vol.Marker, ObjectSelector] = {
@@ -495,7 +503,7 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                         vol.Required(
                             CONF_MEASUREMENT_ATTR,
                             default=_measurement_attr_form_key(
-                                legacy.get(CONF_MEASUREMENT_ATTR, DEFAULT_MEASUREMENT_ATTR)
+                                legacy.get(CONF_MEASUREMENT_ATTR, MEASUREMENT_ATTR_UNIT)
                             ),
                         ): SelectSelector(
                             SelectSelectorConfig(
@@ -558,7 +566,7 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             description=suggested(
                                 ingestion,
                                 CONF_ATTRIBUTE_ALLOWLIST,
-                                list(DEFAULT_ATTRIBUTE_ALLOWLIST),
+                                list(DEFAULT_ALLOWED_ATTRIBUTES),
                             ),
                         ): _TEXT_LIST,
                         vol.Optional(
@@ -599,35 +607,22 @@ def _options_schema(options: Mapping[str, Any]) -> vol.Schema:
                             CONF_TARGET_DATABASE,
                             description=suggested(migration, CONF_TARGET_DATABASE),
                         ): _TEXT,
+                        setting(CONF_BATCH_SIZE): whole_number(CONF_BATCH_SIZE),
+                        setting(CONF_CONCURRENT_BATCHES): whole_number(CONF_CONCURRENT_BATCHES),
                         vol.Required(
-                            CONF_BATCH_SIZE, default=migration.get(CONF_BATCH_SIZE, 1000)
-                        ): vol.All(number(1, 50_000, 1), vol.Coerce(int)),
-                        vol.Required(
-                            CONF_CONCURRENT_BATCHES,
-                            default=migration.get(CONF_CONCURRENT_BATCHES, 4),
-                        ): vol.All(number(1, 32, 1), vol.Coerce(int)),
-                        vol.Required(
-                            CONF_MAX_ERROR_RATE, default=percent(CONF_MAX_ERROR_RATE, 0.01)
+                            CONF_MAX_ERROR_RATE, default=percent(CONF_MAX_ERROR_RATE)
                         ): number(0, 100, 0.1, "%"),
                         vol.Required(
-                            CONF_ROLLBACK_THRESHOLD, default=percent(CONF_ROLLBACK_THRESHOLD, 0.05)
+                            CONF_ROLLBACK_THRESHOLD, default=percent(CONF_ROLLBACK_THRESHOLD)
                         ): number(0, 100, 0.1, "%"),
                         vol.Required(
-                            CONF_VALIDATE_PERCENTAGE,
-                            default=percent(CONF_VALIDATE_PERCENTAGE, 0.1),
+                            CONF_VALIDATE_PERCENTAGE, default=percent(CONF_VALIDATE_PERCENTAGE)
                         ): number(0.1, 100, 0.1, "%"),
-                        vol.Required(
-                            CONF_MIGRATION_WINDOW_HOURS,
-                            default=migration.get(CONF_MIGRATION_WINDOW_HOURS, 24),
-                        ): vol.All(number(1, 8760, 1), vol.Coerce(int)),
-                        vol.Required(
-                            CONF_CLEANUP_DELAY_HOURS,
-                            default=migration.get(CONF_CLEANUP_DELAY_HOURS, 168),
-                        ): vol.All(number(0, 8760, 1), vol.Coerce(int)),
-                        vol.Required(
-                            CONF_DELETE_LEGACY_DATA,
-                            default=migration.get(CONF_DELETE_LEGACY_DATA, False),
-                        ): BooleanSelector(),
+                        setting(CONF_MIGRATION_WINDOW_HOURS): whole_number(
+                            CONF_MIGRATION_WINDOW_HOURS
+                        ),
+                        setting(CONF_CLEANUP_DELAY_HOURS): whole_number(CONF_CLEANUP_DELAY_HOURS),
+                        setting(CONF_DELETE_LEGACY_DATA): BooleanSelector(),
                     }
                 ),
                 {"collapsed": True},

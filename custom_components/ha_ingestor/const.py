@@ -1,4 +1,4 @@
-"""Constants shared by the Home Assistant glue of ha_ingestor."""
+"""The names of ha_ingestor's settings, each written once (no Home Assistant imports)."""
 
 from enum import StrEnum
 from typing import Final
@@ -23,6 +23,19 @@ CONF_OVERRIDE_MEASUREMENT: Final = "override_measurement"
 CONF_TAGS: Final = "tags"
 CONF_TAGS_ATTRIBUTES: Final = "tags_attributes"
 CONF_IGNORE_ATTRIBUTES: Final = "ignore_attributes"
+CONF_COMPONENT_CONFIG: Final = "component_config"
+CONF_COMPONENT_CONFIG_DOMAIN: Final = "component_config_domain"
+CONF_COMPONENT_CONFIG_GLOB: Final = "component_config_glob"
+
+# The values of measurement_attr that core's YAML schema offers (core's code takes any name).
+MEASUREMENT_ATTR_UNIT: Final = "unit_of_measurement"
+MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS: Final = "domain__device_class"
+MEASUREMENT_ATTR_ENTITY_ID: Final = "entity_id"
+MEASUREMENT_ATTR_CHOICES: Final = (
+    MEASUREMENT_ATTR_UNIT,
+    MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS,
+    MEASUREMENT_ATTR_ENTITY_ID,
+)
 
 # Ingestion options.
 CONF_WRITE_MODE: Final = "write_mode"
@@ -53,26 +66,6 @@ CONF_DELETE_LEGACY_DATA: Final = "delete_legacy_data"
 SECTION_LEGACY: Final = "legacy_layout"
 SECTION_INGESTION: Final = "ingestion"
 SECTION_MIGRATION: Final = "migration"
-
-DEFAULT_MEASUREMENT_ATTR: Final = "unit_of_measurement"
-MEASUREMENT_ATTR_CHOICES: Final = ("unit_of_measurement", "domain__device_class", "entity_id")
-DEFAULT_ATTRIBUTE_ALLOWLIST: Final = (
-    "brightness",
-    "color_temp",
-    "temperature",
-    "current_temperature",
-    "target_temp_high",
-    "target_temp_low",
-    "humidity",
-    "current_humidity",
-    "hvac_action",
-    "hvac_mode",
-    "preset_mode",
-    "fan_mode",
-    "position",
-    "current_position",
-    "battery_level",
-)
 
 
 class WriteMode(StrEnum):

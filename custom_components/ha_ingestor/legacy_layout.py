@@ -27,6 +27,20 @@ from homeassistant.helpers.entity_values import EntityValues
 from homeassistant.helpers.state import state_as_number
 import voluptuous as vol
 
+from .const import (
+    CONF_COMPONENT_CONFIG,
+    CONF_COMPONENT_CONFIG_DOMAIN,
+    CONF_COMPONENT_CONFIG_GLOB,
+    CONF_DEFAULT_MEASUREMENT,
+    CONF_IGNORE_ATTRIBUTES,
+    CONF_MEASUREMENT_ATTR,
+    CONF_OVERRIDE_MEASUREMENT,
+    CONF_TAGS,
+    CONF_TAGS_ATTRIBUTES,
+    MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS,
+    MEASUREMENT_ATTR_ENTITY_ID,
+    MEASUREMENT_ATTR_UNIT,
+)
 from .influx import ApiVersion
 from .line_protocol import (
     Encoder,
@@ -35,20 +49,6 @@ from .line_protocol import (
     encode_like_core_v1,
     encode_like_core_v2,
 )
-
-MEASUREMENT_ATTR_UNIT: Final = "unit_of_measurement"
-MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS: Final = "domain__device_class"
-MEASUREMENT_ATTR_ENTITY_ID: Final = "entity_id"
-
-CONF_MEASUREMENT_ATTR: Final = "measurement_attr"
-CONF_DEFAULT_MEASUREMENT: Final = "default_measurement"
-CONF_OVERRIDE_MEASUREMENT: Final = "override_measurement"
-CONF_TAGS: Final = "tags"
-CONF_TAGS_ATTRIBUTES: Final = "tags_attributes"
-CONF_IGNORE_ATTRIBUTES: Final = "ignore_attributes"
-CONF_COMPONENT_CONFIG: Final = "component_config"
-CONF_COMPONENT_CONFIG_DOMAIN: Final = "component_config_domain"
-CONF_COMPONENT_CONFIG_GLOB: Final = "component_config_glob"
 
 # States core never writes (it checks them before anything else).
 SKIPPED_STATES: Final = frozenset({STATE_UNKNOWN, STATE_UNAVAILABLE, ""})

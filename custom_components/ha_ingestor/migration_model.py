@@ -12,7 +12,7 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 import math
 import re
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from .migration_ledger import MigrationLedger, Span
 
@@ -145,7 +145,8 @@ class InvalidTransition(Exception):
         )
 
 
-_INT_LIMITS: Mapping[str, tuple[int, int]] = {
+# The range of each whole-number setting; the options form and services.yaml offer the same.
+INT_LIMITS: Final[Mapping[str, tuple[int, int]]] = {
     "batch_size": (1, 50_000),
     "concurrent_batches": (1, 32),
     "migration_window_hours": (1, 8760),
@@ -253,8 +254,8 @@ def _coerce(name: str, value: Any) -> Any:
                 f"must be one of {', '.join(Strategy)}",
                 {"value": str(value), "choices": ", ".join(Strategy)},
             ) from None
-    if name in _INT_LIMITS:
-        low, high = _INT_LIMITS[name]
+    if name in INT_LIMITS:
+        low, high = INT_LIMITS[name]
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):

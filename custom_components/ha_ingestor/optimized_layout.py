@@ -54,9 +54,8 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.state import state_as_number
 import voluptuous as vol
 
+from .const import MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS, MEASUREMENT_ATTR_UNIT
 from .legacy_layout import (
-    MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS,
-    MEASUREMENT_ATTR_UNIT,
     SKIPPED_STATES,
     EntityCustomization,
     EntityCustomizations,

@@ -32,6 +32,7 @@ from functools import cached_property
 import re
 from typing import Any, Final
 
+from .const import MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS, MEASUREMENT_ATTR_ENTITY_ID
 from .influxql import (
     Binary,
     BooleanLiteral,
@@ -60,11 +61,7 @@ from .influxql import (
     variables_in,
     walk,
 )
-from .legacy_layout import (
-    MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS,
-    MEASUREMENT_ATTR_ENTITY_ID,
-    LegacyOptions,
-)
+from .legacy_layout import LegacyOptions
 from .optimized_layout import (
     IDENTITY_ATTRIBUTES,
     OptimizedOptions,
