@@ -1,5 +1,6 @@
 """Migrations driven through the service actions, inside Home Assistant, on a real InfluxDB."""
 
+import asyncio
 from collections import Counter
 import json
 from pathlib import Path
@@ -224,8 +225,19 @@ async def test_pause_and_resume_finish_exactly(
     await call(hass, "generate_test_events", count=40_000, days=30)
     await call(hass, "start_migration", cleanup_delay_hours=0, batch_size=500, concurrent_batches=1)
     await wait_for_phase(hass, entry.entry_id, {"backfill"})
+    await eventually(
+        hass, lambda: int(float(entity_state(hass, entry.entry_id, "records_migrated"))) > 0
+    )
     paused = await call(hass, "pause_migration")
     assert paused["phase"] == "paused"
+    # Interrupted mid-backfill, and nothing moves while paused.
+    at_pause = int(float(entity_state(hass, entry.entry_id, "records_migrated")))
+    total = int(float(entity_state(hass, entry.entry_id, "records_total")))
+    assert 0 < at_pause < total
+    await asyncio.sleep(1)
+    await hass.async_block_till_done()
+    assert int(float(entity_state(hass, entry.entry_id, "records_migrated"))) == at_pause
+    assert entity_state(hass, entry.entry_id, "migration_phase") == "paused"
     with pytest.raises(ServiceValidationError) as raised:
         await call(hass, "pause_migration")
     assert raised.value.translation_key == "migration_not_running"
@@ -238,7 +250,7 @@ async def test_pause_and_resume_finish_exactly(
 
 
 async def test_restart_during_backfill_resumes_and_ends_exact(
-    hass: HomeAssistant, influxd: InfluxServer, database: str
+    hass: HomeAssistant, influxd: InfluxServer, database: str, hass_storage: dict[str, Any]
 ) -> None:
     entry = await setup_entry(hass, entry_for(influxd, database))
     await call(hass, "generate_test_events", count=40_000, days=30)
@@ -249,6 +261,10 @@ async def test_restart_during_backfill_resumes_and_ends_exact(
     )
     # Home Assistant goes down mid-backfill and comes back.
     await hass.config_entries.async_unload(entry.entry_id)
+    saved = hass_storage[f"{DOMAIN}.{entry.entry_id}.migration"]["data"]["state"]
+    # Stopped mid-backfill: the saved state says so, with part of the history copied.
+    assert saved["phase"] == "backfill"
+    assert 0 < saved["records_migrated"] < saved["estimated_total_points"]
     assert await hass.config_entries.async_setup(entry.entry_id)
     assert await wait_for_phase(hass, entry.entry_id, {"complete", "failed"}) == "complete"
     await hass.config_entries.async_unload(entry.entry_id)
