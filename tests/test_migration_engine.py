@@ -18,7 +18,6 @@ import aiohttp
 from homeassistant.core import State
 import pytest
 
-from custom_components.ha_ingestor import migration_engine
 from custom_components.ha_ingestor.generator import GeneratorConfig, Pattern, generate
 from custom_components.ha_ingestor.influx import (
     ApiVersion,
@@ -59,7 +58,7 @@ from custom_components.ha_ingestor.optimized_layout import (
     OptimizedLayout,
     OptimizedOptions,
 )
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.retry import Backoff, RetryPolicy, Timer
 
 from .conftest import V2_ORG, V2_TOKEN
 from .helpers import admin_client
@@ -763,31 +762,44 @@ async def test_gradual_strategy_spreads_the_backfill_over_time(
     database: str,
     small_history: History,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     load(influxd, database, small_history.lines[:6000])
-    state = backfill_state(small_history.end_ns, Strategy.GRADUAL, migration_window_hours=1)
-    # The window spreads the points discovery counts: 6,000 over an hour. Scaled so the hour
-    # takes 1.5 seconds here (4,000 points a second), the engine's pacing is what is measured.
-    asked: list[int] = []
-
-    def scaled(config: MigrationConfig, points: int) -> float | None:
-        asked.append(points)
-        limit = backfill_rate_limit(config, points)
-        return None if limit is None else limit * 3600 / 1.5
-
-    monkeypatch.setattr(migration_engine, "backfill_rate_limit", scaled)
-    started = time.monotonic()
-    outcome = await new_backfill(client, state, tmp_path, Saves()).run()
-    elapsed = time.monotonic() - started
+    state = backfill_state(
+        small_history.end_ns, Strategy.GRADUAL, migration_window_hours=1, batch_size=500
+    )
+    # The window spreads the points discovery counts: 6,000 over an hour. The backfill's timer
+    # is a test clock that moves only when the backfill sleeps, so the hour passes at once and
+    # the pacing is exact.
+    clock = TestTimer()
+    outcome = await new_backfill(client, state, tmp_path, Saves(), timer=clock.timer).run()
 
     assert outcome is BackfillOutcome.COMPLETE
-    assert asked == [6000]
     assert state.records_migrated == 6000
-    assert elapsed >= (state.records_migrated - 1000) / 4_000
+    rate = backfill_rate_limit(state.config, 6000)
+    assert rate == 6000 / 3600
+    # Batch n (0-based) is handed over once n x 500 points' time has passed, never earlier: the
+    # last of the 12 batches at 5,500 / rate seconds, 55 minutes into the hour.
+    assert clock.now == pytest.approx(5500 / rate)
+    assert len(clock.sleeps) == 11
+    assert all(seconds <= 500 / rate + 1e-6 for seconds in clock.sleeps)
     # Without the strategy nothing is paced.
     assert backfill_rate_limit(backfill_state(0).config, 6000) is None
-    assert backfill_rate_limit(state.config, 6000) == 6000 / 3600
+
+
+class TestTimer:
+    """A clock that only moves when the code under test sleeps on it."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.timer = Timer(monotonic=lambda: self.now, sleep=self.sleep)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
 async def test_the_entity_filter_limits_what_is_copied(

@@ -16,7 +16,6 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -62,7 +61,7 @@ from .migration_model import (
     decide_on_error_rate,
 )
 from .optimized_layout import LegacyTransform, SeriesEncoder
-from .retry import Backoff, CircuitBreaker, RetryPolicy, call_with_retry
+from .retry import SYSTEM_TIMER, Backoff, CircuitBreaker, RetryPolicy, Timer, call_with_retry
 from .rollups import (
     HOUR_NS as _ROLLUP_ALIGN_NS,
     RESOLUTIONS,
@@ -419,14 +418,16 @@ class Backfill:
         window_ns: int = DEFAULT_WINDOW_NS,
         progress_interval: float = PROGRESS_INTERVAL,
         rollups: bool = False,
+        timer: Timer = SYSTEM_TIMER,
     ) -> None:
         """Prepare a run; ``source`` (from :func:`discover`) sizes the first windows.
 
         ``on_connection`` hears False when the server stops answering the backfill and True
         when it answers again. With ``rollups``, once everything is copied the rollups of the
         migrated range are recomputed from the target's raw points (all of it again after a
-        resume: it is idempotent).
+        resume: it is idempotent). ``timer`` paces, backs off and measures throughput.
         """
+        self._timer = timer
         self._rollups = rollups
         self.rollup_points = 0
         self.state = state
@@ -442,7 +443,7 @@ class Backfill:
         self._source = source
         policy = retry or RetryPolicy()
         self._backoff = policy.backoff
-        self._breaker = policy.new_breaker()
+        self._breaker = policy.new_breaker(timer.monotonic)
         self._default_window = max(window_ns, _MIN_WINDOW_NS)
         self._progress_interval = progress_interval
 
@@ -478,7 +479,7 @@ class Backfill:
     @property
     def points_per_second(self) -> float | None:
         """Points written or dead-lettered per second over the last minute."""
-        return self._throughput.points_per_second(time.monotonic())
+        return self._throughput.points_per_second(self._timer.monotonic())
 
     @property
     def live_counts(self) -> tuple[int, int, int]:
@@ -520,7 +521,7 @@ class Backfill:
         if not state.checkpoints:
             await self._plan(state.cutover_ns, await self._discover())
         self._rate = self._rate_limit()
-        self._rate_started = time.monotonic()
+        self._rate_started = self._timer.monotonic()
         try:
             while True:
                 await self._run_pipeline()
@@ -840,7 +841,7 @@ class Backfill:
             return
         if self._rate is not None:
             due = self._rate_started + self._emitted / self._rate
-            if (delay := due - time.monotonic()) > 0:
+            if (delay := due - self._timer.monotonic()) > 0:
                 await self._sleep(delay)
         self._emitted += len(batch.lines)
         await queue.put(batch)
@@ -927,9 +928,16 @@ class Backfill:
                 self._on_connection(reachable)
 
     async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake up at once when the run is stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        """Sleep on the timer, but wake up at once when the run is stopping."""
+        if self._stop.is_set():
+            return
+        sleeping = asyncio.ensure_future(self._timer.sleep(seconds))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            stopping.cancel()
 
     # Accounting
 
@@ -944,7 +952,7 @@ class Backfill:
             window.migrated += last - first - refused
             window.pending -= 1
         self._processed += total
-        self._throughput.add(time.monotonic(), self._processed)
+        self._throughput.add(self._timer.monotonic(), self._processed)
         self._commit()
         self._schedule_progress()
 
@@ -992,7 +1000,7 @@ class Backfill:
     def _schedule_progress(self) -> None:
         if self._on_progress is None or self._progress_timer is not None:
             return
-        wait = self._last_progress + self._progress_interval - time.monotonic()
+        wait = self._last_progress + self._progress_interval - self._timer.monotonic()
         if wait <= 0:
             self._report_progress()
         else:
@@ -1002,7 +1010,7 @@ class Backfill:
 
     def _report_progress(self) -> None:
         self._progress_timer = None
-        self._last_progress = time.monotonic()
+        self._last_progress = self._timer.monotonic()
         if self._on_progress is not None:
             self._on_progress(self.state)
 

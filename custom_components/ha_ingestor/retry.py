@@ -9,10 +9,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 import random
 import time
+from typing import Final
 
 from .influx.errors import CannotConnect
 
 type Clock = Callable[[], float]
+type Sleep = Callable[[float], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Where a long-running job reads the time and waits: the system's, or a test's own."""
+
+    monotonic: Clock = time.monotonic
+    sleep: Sleep = asyncio.sleep
+
+
+SYSTEM_TIMER: Final = Timer()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
