@@ -7,15 +7,19 @@ Python from the raw points the server holds (``rollups_of``).
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 import functools
+import json
 import math
 from pathlib import Path
+import random
 from typing import Any
 
 import aiohttp
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
 import pytest
 
 from custom_components.ha_ingestor import ingest
+from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.influx import InfluxClient
 from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
 from custom_components.ha_ingestor.migration_engine import (
@@ -59,6 +63,8 @@ from .test_migration_engine import (
 
 EVERYTHING = (-(2**62), 2**62)
 T0 = datetime_to_ns(datetime(2024, 3, 1, tzinfo=UTC))
+
+STRINGS = Path(ingest.__file__).parent / "strings.json"
 
 type Keyed = dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, Any]]
 
@@ -413,3 +419,164 @@ async def test_the_last_rollups_are_written_when_the_entry_unloads(
 def test_rollup_lines_carry_an_integer_count() -> None:
     (five, _) = rollups_of([Point("sensor", {"entity_id": "sensor.x"}, {"value": 2.0}, T0)])
     assert "count=1i" in (encode(five) or "")
+
+
+# Rebuilding the rollups of existing history (the rebuild_rollups action) ------------------------
+
+
+def optimized_history(days: int = 2, seed: int = 5) -> list[Point]:
+    """Optimized-layout raw points at irregular times: three sensors, a binary sensor, and
+    a sensor that reports only text states (no value, so no rollups)."""
+    rand = random.Random(seed)
+    points: list[Point] = []
+    for entity_id, every in (
+        ("sensor.rebuild_power", 90),
+        ("sensor.rebuild_temperature", 400),
+        ("sensor.rebuild_humidity", 1_300),
+        ("binary_sensor.rebuild_door", 5_000),
+    ):
+        domain = entity_id.partition(".")[0]
+        tags = {"entity_id": entity_id, "unit_of_measurement": "W"}
+        time_ns = T0 + rand.randrange(60) * 10**9
+        while time_ns < T0 + days * DAY_NS:
+            value = float(rand.randrange(2)) if domain == "binary_sensor" else rand.uniform(0, 99)
+            points.append(Point(domain, tags, {"value": value}, time_ns))
+            time_ns += rand.randrange(1, 2 * every) * 10**9
+    points += [
+        Point("sensor", {"entity_id": "sensor.rebuild_mode"}, {"state": "eco"}, T0 + i * HOUR_NS)
+        for i in range(5)
+    ]
+    return points
+
+
+def hours_spanned(points: list[Point]) -> int:
+    """Whole hours from the first to the last numeric point, summed over the domains."""
+    spans: dict[str, list[int]] = {}
+    for point in points:
+        if "value" in point.fields:
+            spans.setdefault(point.measurement, []).append(point.time_ns // HOUR_NS)
+    return sum(max(hours) - min(hours) + 1 for hours in spans.values())
+
+
+async def rebuild(hass: HomeAssistant, **data: Any) -> dict[str, Any]:
+    response = await hass.services.async_call(
+        DOMAIN, "rebuild_rollups", data, blocking=True, return_response=True
+    )
+    assert isinstance(response, dict)
+    return response
+
+
+async def test_rebuild_gives_the_rollups_a_recomputation_from_raw_gives(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    """Switched on after the history was recorded, rollups are built for all of it."""
+    history = optimized_history()
+    await client.write(encode_batch(history))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+
+    response = await rebuild(hass)
+
+    stored = await assert_rollups_match_raw(client, database)
+    assert stored == keyed(rollups_of(history))
+    assert response["database"] == database
+    assert response["domains"] == ["binary_sensor", "sensor"]
+    assert response["rollup_points_written"] == len(stored)
+    assert response["hours_read"] == hours_spanned(history)
+    assert {key[0] for key in stored} == {
+        "sensor_5m", "sensor_1h", "binary_sensor_5m", "binary_sensor_1h"
+    }  # fmt: skip
+    assert entry.runtime_data.ingestion.rollups.rebuilding is None  # type: ignore[union-attr]
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rebuilding_again_changes_nothing_and_repairs_a_wrong_window(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    await client.write(encode_batch(optimized_history()))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+    first = await rebuild(hass)
+    _, before = await raw_and_rollups(client, database)
+
+    second = await rebuild(hass)
+
+    _, after = await raw_and_rollups(client, database)
+    assert after == before
+    assert second == first
+
+    (measurement, tags, time_ns), fields = sorted(before.items())[len(before) // 2]
+    await client.write(
+        encode_batch([Point(measurement, dict(tags), {**fields, "sum": -1.0}, time_ns)])
+    )
+    await rebuild(hass)
+    _, repaired = await raw_and_rollups(client, database)
+    assert repaired == before
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_rebuild_of_a_range_recomputes_the_whole_hours_it_touches_only(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    history = optimized_history()
+    await client.write(encode_batch(history))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+    start_ns = T0 + 10 * HOUR_NS + 17 * MINUTE_NS
+    end_ns = T0 + 13 * HOUR_NS + 2 * MINUTE_NS
+
+    response = await rebuild(
+        hass,
+        start=datetime.fromtimestamp(start_ns / 10**9, UTC).isoformat(),
+        end=datetime.fromtimestamp(end_ns / 10**9, UTC).isoformat(),
+    )
+
+    _, stored = await raw_and_rollups(client, database)
+    hours = [p for p in history if T0 + 10 * HOUR_NS <= p.time_ns < T0 + 14 * HOUR_NS]
+    assert stored == keyed(rollups_of(hours))
+    assert response["hours_read"] == hours_spanned(hours)
+    assert response["start"] == "2024-03-01T10:17:00+00:00"
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rebuild_is_refused_while_rollups_are_off_and_says_how_to_turn_them_on(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    await client.write(encode_batch(optimized_history(days=1)))
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("optimized")))
+
+    with pytest.raises(ServiceValidationError) as raised:
+        await rebuild(hass)
+
+    assert raised.value.translation_key == "rollups_off"
+    message = load_translations()["exceptions"]["rollups_off"]["message"]
+    assert "Keep rollups" in message
+    assert raised.value.translation_placeholders == {"title": entry.title}
+    assert not [m for m in await client.measurements() if is_rollup_measurement(m)]
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rebuild_without_optimized_history_says_there_is_nothing_to_roll_up(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    # Legacy points only: measurements named by unit, entity ids without their domain.
+    await client.write(b"W,domain=sensor,entity_id=power value=3 1709251200000000000")
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("both", rollups=True))
+    )
+    with pytest.raises(ServiceValidationError) as raised:
+        await rebuild(hass)
+    assert raised.value.translation_key == "rollups_no_history"
+    assert raised.value.translation_placeholders == {"database": database}
+
+    with pytest.raises(ServiceValidationError) as raised:
+        await rebuild(hass, start="2024-03-02T00:00:00+00:00", end="2024-03-01T00:00:00+00:00")
+    assert raised.value.translation_key == "option_start_not_before_end"
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+def load_translations() -> dict[str, Any]:
+    return dict(json.loads(STRINGS.read_text()))
