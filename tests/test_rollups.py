@@ -550,6 +550,32 @@ async def test_a_rebuild_of_a_range_recomputes_the_whole_hours_it_touches_only(
     await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_a_second_rebuild_is_refused_while_one_runs_and_live_runs_wait_their_turn(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    await client.write(encode_batch(optimized_history(days=1)))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+    job = entry.runtime_data.ingestion.rollups
+    assert job is not None
+    # A live run in progress holds the job's lock: the rebuild waits for it between days.
+    async with job._lock:
+        first = hass.async_create_task(rebuild(hass))
+        await eventually(hass, lambda: job.rebuilding is not None)
+        with pytest.raises(ServiceValidationError) as raised:
+            await rebuild(hass)
+        assert raised.value.translation_key == "rollups_rebuild_running"
+        assert raised.value.translation_placeholders == {"database": database, "percent": "0"}
+        assert not [m for m in await client.measurements() if is_rollup_measurement(m)]
+
+    response = await first
+    assert job.rebuilding is None
+    stored = await assert_rollups_match_raw(client, database)
+    assert response["rollup_points_written"] == len(stored)
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_rebuild_is_refused_while_rollups_are_off_and_says_how_to_turn_them_on(
     hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
 ) -> None:

@@ -221,11 +221,14 @@ class BuildProgress:
     hours_total: int = 0
     hours_done: int = 0
     points_written: int = 0
+    finished: bool = False
 
     @property
     def fraction(self) -> float:
-        """The share of the hours read so far (0 to 1)."""
-        return self.hours_done / self.hours_total if self.hours_total else 1.0
+        """The share of the hours read so far (0 to 1; 0 until the hours are known)."""
+        if self.finished:
+            return 1.0
+        return self.hours_done / self.hours_total if self.hours_total else 0.0
 
 
 async def build_rollups(
@@ -293,6 +296,7 @@ async def build_rollups(
                 progress(state)
         state.domains_done += 1
     state.domain = None
+    state.finished = True
     if progress is not None:
         progress(state)
     return state.points_written
