@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -573,6 +573,43 @@ async def test_a_second_rebuild_is_refused_while_one_runs_and_live_runs_wait_the
     assert job.rebuilding is None
     stored = await assert_rollups_match_raw(client, database)
     assert response["rollup_points_written"] == len(stored)
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_rebuild_stopped_by_a_server_failure_leaves_correct_windows_and_resumes(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    client: InfluxClient,
+    proxy: FaultyProxy,
+) -> None:
+    history = optimized_history(days=3)
+    await client.write(encode_batch(history))
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, through(proxy, entry_for(influxd, database, options)))
+    writes = 0
+
+    def third_write_on(path: str, _query: str, _body: bytes) -> bool:
+        nonlocal writes
+        writes += path == "/write"
+        return path == "/write" and writes >= 3
+
+    proxy.fail_when = third_write_on
+    with pytest.raises(HomeAssistantError) as raised:
+        await rebuild(hass)
+    assert raised.value.translation_key == "rollups_rebuild_failed"
+    assert raised.value.translation_placeholders["database"] == database
+    # Two days were written before the failure, each window whole and right.
+    _, partial = await raw_and_rollups(client, database)
+    expected = keyed(rollups_of(history))
+    assert partial
+    assert len(partial) < len(expected)
+    assert all(expected[key] == fields for key, fields in partial.items())
+
+    proxy.fail_when = None
+    await rebuild(hass)
+
+    assert await assert_rollups_match_raw(client, database) == expected
     await hass.config_entries.async_unload(entry.entry_id)
 
 
