@@ -8,6 +8,12 @@ raw points with the integration's own code (``build_rollups``), everything is co
 (as in ``benchmarks.storage``), and each panel query is run ``--repeats`` times per layout
 (after one warm-up run); the table shows the median wall time of the HTTP query.
 
+Besides the rollups as the integration keeps them (``<domain>_5m``/``_1h`` in the default
+retention policy, weekly shard groups), two layouts are measured that it does not keep, to
+show where the time goes: the same rollups copied into a retention policy with 52-week shard
+groups (``"rollups_52w"."sensor_1h"``), and a daily tier ``sensor_1d`` in that policy, built
+from the raw points with the same aggregation code.
+
     .venv/bin/python -m benchmarks.long_range                    # 4 sensors, 365 days, 60 s
     .venv/bin/python -m benchmarks.long_range --step 300 --repeats 9
 """
@@ -53,7 +59,12 @@ from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
     OptimizedOptions,
     to_optimized,
 )
-from custom_components.ha_ingestor.rollups import build_rollups  # noqa: E402
+from custom_components.ha_ingestor.rollups import (  # noqa: E402
+    DAY_NS,
+    Resolution,
+    RollupBuilder,
+    build_rollups,
+)
 from tests.influx_server import InfluxServer, running_influxd  # noqa: E402
 
 END = datetime(2025, 1, 1, tzinfo=UTC)
@@ -166,6 +177,51 @@ async def build(server: InfluxServer, days: int) -> tuple[int, float]:
         return written, time.perf_counter() - started
 
 
+# A retention policy with year-long shard groups (a year of rollups in one or two shards).
+LONG_SHARDS_RP = "rollups_52w"
+DAILY = Resolution("1d", DAY_NS)
+
+
+def copy_to_long_shards(server: InfluxServer) -> None:
+    """The integration's rollups, copied as they are into ``LONG_SHARDS_RP``."""
+    query(
+        server,
+        f'CREATE RETENTION POLICY "{LONG_SHARDS_RP}" ON "optimized" DURATION INF '
+        "REPLICATION 1 SHARD DURATION 52w",
+        "optimized",
+    )
+    for measurement in ("sensor_5m", "sensor_1h"):
+        query(
+            server,
+            f'SELECT * INTO "optimized"."{LONG_SHARDS_RP}"."{measurement}" '
+            f'FROM "optimized"."autogen"."{measurement}" GROUP BY *',
+            "optimized",
+        )
+
+
+async def build_daily(server: InfluxServer, days: int) -> int:
+    """A daily tier (``sensor_1d``) of the raw points, into ``LONG_SHARDS_RP``."""
+    settings = ServerSettings(api_version=ApiVersion.V1, url=server.url, database="optimized")
+    start_ns = int((END - timedelta(days=days)).timestamp()) * 10**9
+    end_ns = int(END.timestamp()) * 10**9
+    builder = RollupBuilder((DAILY,))
+    async with aiohttp.ClientSession() as session:
+        client = create_client(session, settings)
+        async for block in client.read_series("sensor", start_ns, end_ns, fields=("value",)):
+            column = block.fields.index("value") + 1
+            for row in block.rows:
+                if row[column] is not None:
+                    builder.add(block.measurement, block.tags, int(row[0]), float(row[column]))
+    lines = [line for point in builder.points() if (line := encode(point)) is not None]
+    _request(
+        server,
+        "/write",
+        {"db": "optimized", "rp": LONG_SHARDS_RP, "precision": "ns"},
+        "\n".join(lines).encode(),
+    )
+    return len(lines)
+
+
 def wait_for_compaction(root: Path, databases: tuple[str, ...], timeout: float = 1800.0) -> float:
     started = time.monotonic()
     last: tuple[int, ...] = ()
@@ -181,12 +237,16 @@ def wait_for_compaction(root: Path, databases: tuple[str, ...], timeout: float =
 
 @dataclass(frozen=True)
 class Panel:
-    """One dashboard query in its three forms ({where} is the entity and time condition)."""
+    """One dashboard query in its forms ({where} is the entity and time condition): legacy
+    raw, optimized raw, the integration's rollups, the same rollups in ``LONG_SHARDS_RP``, and
+    a daily tier there (None where a daily tier cannot answer the panel)."""
 
     name: str
     legacy: str
     optimized: str
     rollup: str
+    long_shards: str
+    daily: str | None
 
 
 def panels(days: int) -> list[Panel]:
@@ -194,34 +254,51 @@ def panels(days: int) -> list[Panel]:
     has at least that resolution."""
     interval = {1: "5m", 30: "3h"}.get(days, "1d")
     rollup = "sensor_5m" if days <= 1 else "sensor_1h"
+    long_rollup = f'"{LONG_SHARDS_RP}"."{rollup}"'
+    daily = f'"{LONG_SHARDS_RP}"."sensor_1d"'
+    # On a daily tier, a group of a day holds one window: its mean is the exact mean.
+    daily_mean = (
+        f'SELECT mean("mean") FROM {daily} WHERE {{optimized}} GROUP BY time(1d) fill(null)'
+        if interval == "1d"
+        else None
+    )
+    exact = 'SELECT sum("sum") / sum("count") AS "mean" FROM {rollup} WHERE {{optimized}} '
+    of_means = 'SELECT mean("mean") FROM {rollup} WHERE {{optimized}} '
+    per = f"GROUP BY time({interval}) fill(null)"
+    maximum = 'SELECT max("max") FROM {rollup} WHERE {{optimized}} GROUP BY time(1d) fill(null)'
+    last = 'SELECT last("last") FROM {rollup} WHERE {{optimized}}'
     return [
         Panel(
             f"mean per {interval}",
-            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} GROUP BY time({interval}) fill(null)',
-            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} '
-            f"GROUP BY time({interval}) fill(null)",
-            f'SELECT sum("sum") / sum("count") AS "mean" FROM "{rollup}" WHERE {{optimized}} '
-            f"GROUP BY time({interval}) fill(null)",
+            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} {per}',
+            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} {per}',
+            exact.format(rollup=f'"{rollup}"') + per,
+            exact.format(rollup=long_rollup) + per,
+            daily_mean,
         ),
         Panel(
             f"mean per {interval}, mean of means",
-            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} GROUP BY time({interval}) fill(null)',
-            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} '
-            f"GROUP BY time({interval}) fill(null)",
-            f'SELECT mean("mean") FROM "{rollup}" WHERE {{optimized}} '
-            f"GROUP BY time({interval}) fill(null)",
+            f'SELECT mean("value") FROM "°C" WHERE {{legacy}} {per}',
+            f'SELECT mean("value") FROM "sensor" WHERE {{optimized}} {per}',
+            of_means.format(rollup=f'"{rollup}"') + per,
+            of_means.format(rollup=long_rollup) + per,
+            daily_mean,
         ),
         Panel(
             "max per day",
             'SELECT max("value") FROM "°C" WHERE {legacy} GROUP BY time(1d) fill(null)',
             'SELECT max("value") FROM "sensor" WHERE {optimized} GROUP BY time(1d) fill(null)',
-            'SELECT max("max") FROM "sensor_1h" WHERE {optimized} GROUP BY time(1d) fill(null)',
+            maximum.format(rollup='"sensor_1h"'),
+            maximum.format(rollup=f'"{LONG_SHARDS_RP}"."sensor_1h"'),
+            maximum.format(rollup=daily),
         ),
         Panel(
             "last value",
             'SELECT last("value") FROM "°C" WHERE {legacy}',
             'SELECT last("value") FROM "sensor" WHERE {optimized}',
-            'SELECT last("last") FROM "sensor_5m" WHERE {optimized}',
+            last.format(rollup='"sensor_5m"'),
+            last.format(rollup=f'"{LONG_SHARDS_RP}"."sensor_5m"'),
+            None,
         ),
     ]
 
@@ -239,6 +316,15 @@ def timed(server: InfluxServer, statement: str, database: str, repeats: int) -> 
 
 def _values(series: list[dict[str, Any]]) -> list[float | None]:
     return [row[1] for row in series[0]["values"]] if series else []
+
+
+def _check_equal(name: str, form: str, raw: Any, rolled: Any) -> None:
+    """A rollup answer must be the raw answer (the mean up to rounding)."""
+    for a, b in zip(_values(raw), _values(rolled), strict=True):
+        if (a is None) != (b is None) or (
+            a is not None and b is not None and not math.isclose(a, b, rel_tol=1e-9)
+        ):
+            raise AssertionError(f"{name} ({form}): raw {a} but rollup {b}")
 
 
 def main() -> None:
@@ -291,14 +377,26 @@ def main() -> None:
             f"{sizes['rollups'] / (sizes['optimized'] - sizes['rollups']):.0%} of the raw)\n"
         )
 
+        # After the sizes: these copies are for query times only.
+        copy_to_long_shards(server)
+        daily_points = asyncio.run(build_daily(server, arguments.days))
+        waited = wait_for_compaction(server.root, ("optimized",))
+        print(
+            f"copied the rollups into {LONG_SHARDS_RP} and built {daily_points:,} daily points "
+            f"there; compacted after {waited:.0f} s\n"
+        )
         end_ns = int(END.timestamp()) * 10**9
         sensor = SENSORS[0]
         print(
             f"{platform.node()} · {os.cpu_count()} CPUs · {platform.python_version()} · "
             f"{datetime.now(UTC):%Y-%m-%d} · median of {arguments.repeats} runs, ms\n"
         )
-        print("| Range | Panel | Legacy raw | Optimized raw | Optimized rollup | Legacy ÷ rollup |")
-        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        print(
+            "| Range | Panel | Legacy raw | Optimized raw | Rollup (as kept) | Legacy ÷ rollup "
+            f"| Rollup, {LONG_SHARDS_RP} | Legacy ÷ that | Daily tier, {LONG_SHARDS_RP} "
+            "| Legacy ÷ daily |"
+        )
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for days in (1, 30, 365):
             if days > arguments.days:
                 continue
@@ -315,18 +413,19 @@ def main() -> None:
                 raw_ms, raw = timed(
                     server, panel.optimized.format(**conditions), "optimized", arguments.repeats
                 )
-                rollup_ms, rolled = timed(
-                    server, panel.rollup.format(**conditions), "optimized", arguments.repeats
-                )
-                # The rollup answer must be the raw answer (the mean up to rounding).
-                for a, b in zip(_values(raw), _values(rolled), strict=True):
-                    if (a is None) != (b is None) or (
-                        a is not None and b is not None and not math.isclose(a, b, rel_tol=1e-9)
-                    ):
-                        raise AssertionError(f"{panel.name}: raw {a} but rollup {b}")
+                cells = []
+                for form in (panel.rollup, panel.long_shards, panel.daily):
+                    if form is None:
+                        cells.append("— | —")
+                        continue
+                    rollup_ms, rolled = timed(
+                        server, form.format(**conditions), "optimized", arguments.repeats
+                    )
+                    _check_equal(panel.name, form, raw, rolled)
+                    cells.append(f"{rollup_ms:.1f} | **{legacy_ms / rollup_ms:.1f}x**")
                 print(
                     f"| {days} d | {panel.name} | {legacy_ms:.1f} | {raw_ms:.1f} | "
-                    f"{rollup_ms:.1f} | **{legacy_ms / rollup_ms:.1f}x** |",
+                    f"{' | '.join(cells)} |",
                     flush=True,
                 )
 

@@ -7,16 +7,26 @@ Python from the raw points the server holds (``rollups_of``).
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 import functools
+import json
 import math
 from pathlib import Path
+import random
 from typing import Any
 
 import aiohttp
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor import ingest
-from custom_components.ha_ingestor.influx import InfluxClient
+from custom_components.ha_ingestor.const import DOMAIN
+from custom_components.ha_ingestor.influx import (
+    ApiVersion,
+    InfluxClient,
+    ServerSettings,
+    create_client,
+)
 from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
 from custom_components.ha_ingestor.migration_engine import (
     BackfillOutcome,
@@ -40,9 +50,11 @@ from custom_components.ha_ingestor.rollups import (
 )
 from custom_components.ha_ingestor.writer import PointWriter
 
+from .conftest import V2_ORG, V2_TOKEN
 from .faulty_proxy import FaultyProxy
 from .helpers import admin_client, entry_for, eventually, ingest_options, setup_entry
 from .influx_server import InfluxServer
+from .influx_v2_emulator import InfluxV2Emulator
 from .test_data_safety import through
 from .test_migration_engine import (
     DAY_NS,
@@ -59,6 +71,8 @@ from .test_migration_engine import (
 
 EVERYTHING = (-(2**62), 2**62)
 T0 = datetime_to_ns(datetime(2024, 3, 1, tzinfo=UTC))
+
+STRINGS = Path(ingest.__file__).parent / "strings.json"
 
 type Keyed = dict[tuple[str, tuple[tuple[str, str], ...], int], dict[str, Any]]
 
@@ -413,3 +427,350 @@ async def test_the_last_rollups_are_written_when_the_entry_unloads(
 def test_rollup_lines_carry_an_integer_count() -> None:
     (five, _) = rollups_of([Point("sensor", {"entity_id": "sensor.x"}, {"value": 2.0}, T0)])
     assert "count=1i" in (encode(five) or "")
+
+
+# Rebuilding the rollups of existing history (the rebuild_rollups action) ------------------------
+
+
+def optimized_history(days: int = 2, seed: int = 5) -> list[Point]:
+    """Optimized-layout raw points at irregular times: three sensors, a binary sensor, and
+    a sensor that reports only text states (no value, so no rollups)."""
+    rand = random.Random(seed)
+    points: list[Point] = []
+    for entity_id, every in (
+        ("sensor.rebuild_power", 90),
+        ("sensor.rebuild_temperature", 400),
+        ("sensor.rebuild_humidity", 1_300),
+        ("binary_sensor.rebuild_door", 5_000),
+    ):
+        domain = entity_id.partition(".")[0]
+        tags = {"entity_id": entity_id, "unit_of_measurement": "W"}
+        time_ns = T0 + rand.randrange(60) * 10**9
+        while time_ns < T0 + days * DAY_NS:
+            value = float(rand.randrange(2)) if domain == "binary_sensor" else rand.uniform(0, 99)
+            points.append(Point(domain, tags, {"value": value}, time_ns))
+            time_ns += rand.randrange(1, 2 * every) * 10**9
+    points += [
+        Point("sensor", {"entity_id": "sensor.rebuild_mode"}, {"state": "eco"}, T0 + i * HOUR_NS)
+        for i in range(5)
+    ]
+    return points
+
+
+def hours_spanned(points: list[Point]) -> int:
+    """Whole hours from the first to the last numeric point, summed over the domains."""
+    spans: dict[str, list[int]] = {}
+    for point in points:
+        if "value" in point.fields:
+            spans.setdefault(point.measurement, []).append(point.time_ns // HOUR_NS)
+    return sum(max(hours) - min(hours) + 1 for hours in spans.values())
+
+
+async def rebuild(hass: HomeAssistant, **data: Any) -> dict[str, Any]:
+    response = await hass.services.async_call(
+        DOMAIN, "rebuild_rollups", data, blocking=True, return_response=True
+    )
+    assert isinstance(response, dict)
+    return response
+
+
+async def test_rebuild_gives_the_rollups_a_recomputation_from_raw_gives(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    """Switched on after the history was recorded, rollups are built for all of it."""
+    history = optimized_history()
+    await client.write(encode_batch(history))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+
+    response = await rebuild(hass)
+
+    stored = await assert_rollups_match_raw(client, database)
+    assert stored == keyed(rollups_of(history))
+    assert response["database"] == database
+    assert response["domains"] == ["binary_sensor", "sensor"]
+    assert response["rollup_points_written"] == len(stored)
+    assert response["hours_read"] == hours_spanned(history)
+    assert {key[0] for key in stored} == {
+        "sensor_5m", "sensor_1h", "binary_sensor_5m", "binary_sensor_1h"
+    }  # fmt: skip
+    assert entry.runtime_data.ingestion.rollups.rebuilding is None  # type: ignore[union-attr]
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rebuilding_again_changes_nothing_and_repairs_a_wrong_window(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    await client.write(encode_batch(optimized_history()))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+    first = await rebuild(hass)
+    _, before = await raw_and_rollups(client, database)
+
+    second = await rebuild(hass)
+
+    _, after = await raw_and_rollups(client, database)
+    assert after == before
+    assert second == first
+
+    (measurement, tags, time_ns), fields = sorted(before.items())[len(before) // 2]
+    await client.write(
+        encode_batch([Point(measurement, dict(tags), {**fields, "sum": -1.0}, time_ns)])
+    )
+    await rebuild(hass)
+    _, repaired = await raw_and_rollups(client, database)
+    assert repaired == before
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_rebuild_of_a_range_recomputes_the_whole_hours_it_touches_only(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    history = optimized_history()
+    await client.write(encode_batch(history))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+    start_ns = T0 + 10 * HOUR_NS + 17 * MINUTE_NS
+    end_ns = T0 + 13 * HOUR_NS + 2 * MINUTE_NS
+
+    response = await rebuild(
+        hass,
+        start=datetime.fromtimestamp(start_ns / 10**9, UTC).isoformat(),
+        end=datetime.fromtimestamp(end_ns / 10**9, UTC).isoformat(),
+    )
+
+    _, stored = await raw_and_rollups(client, database)
+    hours = [p for p in history if T0 + 10 * HOUR_NS <= p.time_ns < T0 + 14 * HOUR_NS]
+    assert stored == keyed(rollups_of(hours))
+    assert response["hours_read"] == hours_spanned(hours)
+    assert response["start"] == "2024-03-01T10:17:00+00:00"
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_second_rebuild_is_refused_while_one_runs_and_live_runs_wait_their_turn(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    await client.write(encode_batch(optimized_history(days=1)))
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("optimized", rollups=True))
+    )
+    job = entry.runtime_data.ingestion.rollups
+    assert job is not None
+    # A live run in progress holds the job's lock: the rebuild waits for it between days.
+    async with job._lock:
+        first = hass.async_create_task(rebuild(hass))
+        await eventually(hass, lambda: job.rebuilding is not None)
+        with pytest.raises(ServiceValidationError) as raised:
+            await rebuild(hass)
+        assert raised.value.translation_key == "rollups_rebuild_running"
+        assert raised.value.translation_placeholders == {"database": database, "percent": "0"}
+        assert not [m for m in await client.measurements() if is_rollup_measurement(m)]
+
+    response = await first
+    assert job.rebuilding is None
+    stored = await assert_rollups_match_raw(client, database)
+    assert response["rollup_points_written"] == len(stored)
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_rebuild_stopped_by_a_server_failure_leaves_correct_windows_and_resumes(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    client: InfluxClient,
+    proxy: FaultyProxy,
+) -> None:
+    history = optimized_history(days=3)
+    await client.write(encode_batch(history))
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, through(proxy, entry_for(influxd, database, options)))
+    writes = 0
+
+    def third_write_on(path: str, _query: str, _body: bytes) -> bool:
+        nonlocal writes
+        writes += path == "/write"
+        return path == "/write" and writes >= 3
+
+    proxy.fail_when = third_write_on
+    with pytest.raises(HomeAssistantError) as raised:
+        await rebuild(hass)
+    assert raised.value.translation_key == "rollups_rebuild_failed"
+    assert raised.value.translation_placeholders["database"] == database
+    # Two days were written before the failure, each window whole and right.
+    _, partial = await raw_and_rollups(client, database)
+    expected = keyed(rollups_of(history))
+    assert partial
+    assert len(partial) < len(expected)
+    assert all(expected[key] == fields for key, fields in partial.items())
+
+    proxy.fail_when = None
+    await rebuild(hass)
+
+    assert await assert_rollups_match_raw(client, database) == expected
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rebuild_is_refused_while_rollups_are_off_and_says_how_to_turn_them_on(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    await client.write(encode_batch(optimized_history(days=1)))
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("optimized")))
+
+    with pytest.raises(ServiceValidationError) as raised:
+        await rebuild(hass)
+
+    assert raised.value.translation_key == "rollups_off"
+    message = load_translations()["exceptions"]["rollups_off"]["message"]
+    assert "Keep rollups" in message
+    assert raised.value.translation_placeholders == {"title": entry.title}
+    assert not [m for m in await client.measurements() if is_rollup_measurement(m)]
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_rebuild_without_optimized_history_says_there_is_nothing_to_roll_up(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, client: InfluxClient
+) -> None:
+    # Legacy points only: measurements named by unit, entity ids without their domain.
+    await client.write(b"W,domain=sensor,entity_id=power value=3 1709251200000000000")
+    entry = await setup_entry(
+        hass, entry_for(influxd, database, ingest_options("both", rollups=True))
+    )
+    with pytest.raises(ServiceValidationError) as raised:
+        await rebuild(hass)
+    assert raised.value.translation_key == "rollups_no_history"
+    assert raised.value.translation_placeholders == {"database": database}
+
+    with pytest.raises(ServiceValidationError) as raised:
+        await rebuild(hass, start="2024-03-02T00:00:00+00:00", end="2024-03-01T00:00:00+00:00")
+    assert raised.value.translation_key == "option_start_not_before_end"
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+def load_translations() -> dict[str, Any]:
+    return dict(json.loads(STRINGS.read_text()))
+
+
+# Through the 2.x API ------------------------------------------------------------------------------
+
+
+def v2_entry(
+    v2_emulator: InfluxV2Emulator, bucket: str, options: dict[str, Any]
+) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"{bucket} (2.x)",
+        data={
+            "api_version": "2",
+            "url": v2_emulator.url,
+            "token": V2_TOKEN,
+            "organization": V2_ORG,
+            "bucket": bucket,
+            "verify_ssl": True,
+        },
+        options=options,
+        unique_id=f"{v2_emulator.url}/{bucket}",
+    )
+
+
+def v2_client(
+    session: aiohttp.ClientSession, v2_emulator: InfluxV2Emulator, bucket: str
+) -> InfluxClient:
+    return create_client(
+        session,
+        ServerSettings(
+            api_version=ApiVersion.V2,
+            url=v2_emulator.url,
+            database=bucket,
+            token=V2_TOKEN,
+            organization=V2_ORG,
+        ),
+    )
+
+
+async def test_live_rollups_through_the_2x_api_are_the_recomputation_from_raw(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    v2_emulator: InfluxV2Emulator,
+    database: str,
+    client: InfluxClient,
+) -> None:
+    """The live job reads raw points and writes rollups through the 2.x client (Flux reads,
+    the /api/v2/write endpoint); what lands in the server is read back through 1.x."""
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, v2_entry(v2_emulator, database, options))
+    job = entry.runtime_data.ingestion.rollups
+    assert job is not None
+    assert entry.runtime_data.client.settings.api_version is ApiVersion.V2
+    set_power(hass, "sensor.rollup_power", [5.0, 1.5, 7.25, 3.0])
+    set_power(hass, "sensor.rollup_other", [100.0, 200.0])
+    await eventually(hass, lambda: raw_count(influxd, database) == 6)
+    await eventually(hass, lambda: job.pending)
+    v2_emulator.requests.clear()
+
+    assert await job.run_once() == 4
+
+    # The job's reads and its rollup write went through the 2.x endpoints.
+    assert "POST /api/v2/query" in v2_emulator.requests
+    assert "POST /api/v2/write" in v2_emulator.requests
+    stored = await assert_rollups_match_raw(client, database)
+    power = next(f for k, f in stored.items() if k[0] == "sensor_5m" and "rollup_power" in str(k))
+    assert power == {"mean": 4.1875, "min": 1.5, "max": 7.25, "sum": 16.75, "count": 4, "last": 3.0}
+    assert isinstance(power["count"], int)  # written as an integer field through 2.x too
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_backfill_through_the_2x_api_fills_the_same_rollups_as_through_1x(
+    session: aiohttp.ClientSession,
+    client: InfluxClient,
+    influxd: InfluxServer,
+    v2_emulator: InfluxV2Emulator,
+    database: str,
+    history: History,
+    tmp_path: Path,
+) -> None:
+    load(influxd, database, history.lines)
+    state = backfill_state(history.end_ns)
+    backfill = new_backfill(
+        v2_client(session, v2_emulator, database), state, tmp_path, Saves(), rollups=True
+    )
+
+    assert await backfill.run() is BackfillOutcome.COMPLETE
+    assert state.rollups_filled
+
+    through_v2 = await assert_rollups_match_raw(client, database)
+    assert backfill.rollup_points == len(through_v2)
+    # Rebuilt through 1.x from the same raw points: not one rollup changes.
+    assert await build_rollups(client, database, *EVERYTHING) == len(through_v2)
+    _, through_v1 = await raw_and_rollups(client, database)
+    assert through_v1 == through_v2
+    result = await Validator(
+        v2_client(session, v2_emulator, database),
+        state,
+        transform=TRANSFORM,
+        repeats=1,
+        rollups=True,
+    ).run()
+    assert result.rollups_compared > 0
+    assert not result.mismatches
+
+
+async def test_the_rebuild_action_works_through_the_2x_api(
+    hass: HomeAssistant,
+    v2_emulator: InfluxV2Emulator,
+    database: str,
+    client: InfluxClient,
+) -> None:
+    history = optimized_history(days=1)
+    await client.write(encode_batch(history))
+    options = ingest_options("optimized", rollups=True)
+    entry = await setup_entry(hass, v2_entry(v2_emulator, database, options))
+
+    response = await rebuild(hass)
+
+    stored = await assert_rollups_match_raw(client, database)
+    assert stored == keyed(rollups_of(history))
+    assert response["rollup_points_written"] == len(stored)
+    await hass.config_entries.async_unload(entry.entry_id)

@@ -14,6 +14,7 @@ raw series' tags, time = the window start, fields ``mean``, ``min``, ``max``, ``
 
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import contextlib
 from dataclasses import dataclass, field
 import logging
 import math
@@ -205,6 +206,31 @@ async def stored_rollups(
     return found
 
 
+@dataclass(slots=True, kw_only=True)
+class BuildProgress:
+    """How far a :func:`build_rollups` run is (updated after every chunk)."""
+
+    database: str
+    domains: tuple[str, ...] = ()
+    # Domains whose rollups are done (every chunk written).
+    domains_done: int = 0
+    # The domain being built, and the time up to which its rollups are written.
+    domain: str | None = None
+    done_until_ns: int | None = None
+    # Hours of raw history to read in all, and read so far.
+    hours_total: int = 0
+    hours_done: int = 0
+    points_written: int = 0
+    finished: bool = False
+
+    @property
+    def fraction(self) -> float:
+        """The share of the hours read so far (0 to 1; 0 until the hours are known)."""
+        if self.finished:
+            return 1.0
+        return self.hours_done / self.hours_total if self.hours_total else 0.0
+
+
 async def build_rollups(
     client: InfluxClient,
     database: str,
@@ -214,12 +240,17 @@ async def build_rollups(
     domains: Collection[str] | None = None,
     where: TagFilter | None = None,
     stopped: Callable[[], bool] | None = None,
+    lock: asyncio.Lock | None = None,
+    progress: Callable[[BuildProgress], None] | None = None,
 ) -> int:
     """Recompute, from the raw points, every rollup window touching [start_ns, end_ns).
 
     Whole hours are read a day at a time per domain and written back (a window already
     stored is replaced by its recomputation). Windows without raw points are not written.
     Returns the rollup points written; stops between days when ``stopped()`` says so.
+    ``lock`` is held while one day is read and written, so that another writer of the same
+    windows (the live job) never has its newer recomputation overwritten by an older one;
+    ``progress`` is called after every day and once at the end.
     """
     if end_ns <= start_ns:
         return 0
@@ -227,28 +258,48 @@ async def build_rollups(
     last = window_end(end_ns, _ALIGN_NS)
     if domains is None:
         domains = await source_domains(client, database)
-    written = 0
-    for domain in sorted(domains):
+    state = BuildProgress(database=database, domains=tuple(sorted(domains)))
+    extents: dict[str, tuple[int, int]] = {}
+    for domain in state.domains:
         extent = await _extent(client, database, domain, first, last, where=where)
-        if extent is None:
+        if extent is not None:
+            extents[domain] = (
+                window_start(extent[0], _ALIGN_NS),
+                window_end(extent[1] + 1, _ALIGN_NS),
+            )
+            state.hours_total += (extents[domain][1] - extents[domain][0]) // HOUR_NS
+    for domain in state.domains:
+        state.domain = domain
+        if domain not in extents:
+            state.domains_done += 1
             continue
-        chunk = window_start(extent[0], _ALIGN_NS)
-        last_chunk = window_end(extent[1] + 1, _ALIGN_NS)
+        chunk, last_chunk = extents[domain]
         while chunk < last_chunk:
             if stopped is not None and stopped():
-                return written
+                return state.points_written
             chunk_end = min(chunk + BUILD_CHUNK_NS, last_chunk)
-            points = await computed_rollups(client, database, domain, chunk, chunk_end, where=where)
-            for offset in range(0, len(points), _WRITE_LINES):
-                lines = [
-                    line
-                    for point in points[offset : offset + _WRITE_LINES]
-                    if (line := encode(point)) is not None
-                ]
-                await client.write("\n".join(lines).encode(), database)
-                written += len(lines)
-            chunk = chunk_end
-    return written
+            async with lock or contextlib.nullcontext():
+                points = await computed_rollups(
+                    client, database, domain, chunk, chunk_end, where=where
+                )
+                for offset in range(0, len(points), _WRITE_LINES):
+                    lines = [
+                        line
+                        for point in points[offset : offset + _WRITE_LINES]
+                        if (line := encode(point)) is not None
+                    ]
+                    await client.write("\n".join(lines).encode(), database)
+                    state.points_written += len(lines)
+            state.hours_done += (chunk_end - chunk) // HOUR_NS
+            state.done_until_ns = chunk = chunk_end
+            if progress is not None:
+                progress(state)
+        state.domains_done += 1
+    state.domain = None
+    state.finished = True
+    if progress is not None:
+        progress(state)
+    return state.points_written
 
 
 async def _extent(
@@ -398,6 +449,8 @@ class RollupJob:
         self._dirty: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = asyncio.Lock()
         self.points_written = 0
+        # How far a rebuild of existing history is, while one runs.
+        self.rebuilding: BuildProgress | None = None
 
     @property
     def pending(self) -> bool:
@@ -432,6 +485,43 @@ class RollupJob:
                     )
             self.points_written += written
             return written
+
+    async def rebuild(self, database: str, start_ns: int, end_ns: int) -> BuildProgress:
+        """Recompute the rollups of the raw history in [start_ns, end_ns) of a database.
+
+        Every window touching the range is recomputed whole, a day of a domain at a time, so
+        a rebuild stopped half-way leaves correct windows behind and running it again writes
+        the same points. Windows the live job recomputes meanwhile are never overwritten
+        with an older answer: each day is read and written under the job's lock.
+        """
+        if self.rebuilding is not None:
+            raise RuntimeError("a rebuild of the rollups is already running")
+        self.rebuilding = final = BuildProgress(database=database)
+        logged = -1
+
+        def note(state: BuildProgress) -> None:
+            nonlocal final, logged
+            self.rebuilding = final = state
+            # About every tenth of the way.
+            if (tenth := int(state.fraction * 10)) > logged:
+                logged = tenth
+                _LOGGER.info(
+                    "Rebuilding the rollups of %s: %.0f %% (%d of %d hours, %d rollup points)",
+                    database,
+                    100 * state.fraction,
+                    state.hours_done,
+                    state.hours_total,
+                    state.points_written,
+                )
+
+        try:
+            await build_rollups(
+                self._client, database, start_ns, end_ns, lock=self._lock, progress=note
+            )
+        finally:
+            self.rebuilding = None
+        self.points_written += final.points_written
+        return final
 
     async def run(self) -> None:
         """Run every ``interval`` seconds until cancelled."""

@@ -1,4 +1,4 @@
-"""Service actions: rehearsal data, the migration controls and query translation."""
+"""Service actions: rehearsal data, the migration controls, query translation and rollups."""
 
 import asyncio
 from datetime import datetime, timedelta
@@ -19,15 +19,17 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from . import IngestorConfigEntry
-from .const import DOMAIN
+from .const import CONF_OPTIMIZED_DATABASE, DOMAIN, SECTION_INGESTION
 from .generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
 from .influx import InfluxError
 from .influxql import QuerySyntaxError
 from .ingest import Ingestion, IngestStats, legacy_options, optimized_options
 from .legacy_catalog import async_read_catalog
-from .migration_model import ConfigError, MigrationConfig, Strategy
+from .migration_ledger import Layout
+from .migration_model import ConfigError, MigrationConfig, Strategy, datetime_to_ns
 from .query_translation import QueryTranslator
 from .rehearsal import async_fire_live, async_write_history
+from .rollups import BuildProgress
 
 ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 
@@ -39,6 +41,7 @@ SERVICE_ROLLBACK = "rollback"
 SERVICE_VALIDATE_MIGRATION = "validate_migration"
 SERVICE_RUN_CLEANUP = "run_cleanup"
 SERVICE_TRANSLATE_QUERY = "translate_query"
+SERVICE_REBUILD_ROLLUPS = "rebuild_rollups"
 
 # Live events go through HA's state machine one by one; more than this belongs in history.
 MAX_LIVE_EVENTS = 200_000
@@ -162,6 +165,13 @@ TRANSLATE_SCHEMA = vol.Schema(
         vol.Optional("entity_variables", default=[]): vol.All(cv.ensure_list, [cv.string]),
     }
 )
+
+
+REBUILD_ROLLUPS_SCHEMA = vol.Schema(
+    {**_ENTRY, vol.Optional("start"): cv.datetime, vol.Optional("end"): cv.datetime}
+)
+# The whole history: InfluxDB's time range, well inside what InfluxQL accepts.
+_ALL_OF_TIME = (-(2**62), 2**62)
 
 
 def _entry(hass: HomeAssistant, call: ServiceCall) -> IngestorConfigEntry:
@@ -401,6 +411,61 @@ async def _async_translate(call: ServiceCall) -> ServiceResponse:
     return translation.as_dict()
 
 
+def _optimized_database(entry: IngestorConfigEntry) -> str:
+    """Where the entry's optimized layout is: the live optimized writer's database (during a
+    migration, its target), else the configured one."""
+    runtime = entry.runtime_data
+    for recording in sorted(runtime.ingestion.recordings):
+        if recording.layout is Layout.OPTIMIZED:
+            return recording.database
+    ingestion = entry.options.get(SECTION_INGESTION, {})
+    return str(ingestion.get(CONF_OPTIMIZED_DATABASE) or runtime.client.database)
+
+
+def _rebuild_response(
+    progress: BuildProgress, start: datetime | None, end: datetime | None
+) -> dict[str, Any]:
+    return {
+        "database": progress.database,
+        "start": start.isoformat() if start else None,
+        "end": end.isoformat() if end else None,
+        "domains": list(progress.domains),
+        "hours_read": progress.hours_done,
+        "rollup_points_written": progress.points_written,
+    }
+
+
+async def _async_rebuild_rollups(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    job = entry.runtime_data.ingestion.rollups
+    if job is None:
+        raise _invalid("rollups_off", title=entry.title)
+    if (running := job.rebuilding) is not None:
+        raise _invalid(
+            "rollups_rebuild_running",
+            database=running.database,
+            percent=f"{100 * running.fraction:.0f}",
+        )
+    start = _aware(call.data["start"]) if "start" in call.data else None
+    end = _aware(call.data["end"]) if "end" in call.data else None
+    if start is not None and end is not None and start >= end:
+        raise _invalid("option_start_not_before_end", start=start.isoformat(), end=end.isoformat())
+    start_ns = datetime_to_ns(start) if start else _ALL_OF_TIME[0]
+    end_ns = datetime_to_ns(end) if end else _ALL_OF_TIME[1]
+    database = _optimized_database(entry)
+    try:
+        progress = await job.rebuild(database, start_ns, end_ns)
+    except InfluxError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="rollups_rebuild_failed",
+            translation_placeholders={"database": database, "error": str(err)},
+        ) from err
+    if not progress.domains:
+        raise _invalid("rollups_no_history", database=database)
+    return _rebuild_response(progress, start, end)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register every service action of the integration."""
@@ -413,6 +478,12 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_VALIDATE_MIGRATION, _async_validate, ENTRY_ONLY_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_RUN_CLEANUP, _async_run_cleanup, RUN_CLEANUP_SCHEMA, SupportsResponse.OPTIONAL),
         (SERVICE_TRANSLATE_QUERY, _async_translate, TRANSLATE_SCHEMA, SupportsResponse.ONLY),
+        (
+            SERVICE_REBUILD_ROLLUPS,
+            _async_rebuild_rollups,
+            REBUILD_ROLLUPS_SCHEMA,
+            SupportsResponse.OPTIONAL,
+        ),
     ):
         hass.services.async_register(
             DOMAIN, name, handler, schema=schema, supports_response=response
