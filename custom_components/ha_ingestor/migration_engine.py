@@ -25,7 +25,7 @@ from pathlib import Path
 import re
 import statistics
 import time
-from typing import Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .influx import (
     Aggregate,
@@ -60,7 +60,6 @@ from .migration_model import (
     datetime_to_ns,
     decide_on_error_rate,
 )
-from .optimized_layout import LegacyTransform, SeriesEncoder
 from .retry import SYSTEM_TIMER, Backoff, CircuitBreaker, RetryPolicy, Timer, call_with_retry
 from .rollups import (
     HOUR_NS as _ROLLUP_ALIGN_NS,
@@ -76,6 +75,41 @@ from .spool import DeadLetterFile
 _LOGGER = logging.getLogger(__name__)
 
 type Transform = Callable[[Point], Point | None]
+# One row of a legacy series → its optimized line without the timestamp ("" skips the row).
+type RowEncoder = Callable[[Sequence[Any]], str]
+
+
+@runtime_checkable
+class _ReadsFields(Protocol):
+    """A transform that says which legacy fields it reads (validation asks for only those)."""
+
+    @property
+    def fields_read(self) -> frozenset[str]: ...
+
+
+class BulkTransform(Protocol):
+    """What the backfill needs of the legacy → optimized transform.
+
+    ``optimized_layout.LegacyTransform`` is the one the integration uses; the engine names only
+    this, so it stays free of Home Assistant (the layouts are built on HA's ``State``).
+    """
+
+    @property
+    def fields_read(self) -> frozenset[str]:
+        """The legacy fields the transform looks at (a bulk read asks for no others)."""
+        ...
+
+    def __call__(self, legacy: Point, /) -> Point | None:
+        """The optimized point of one legacy point, or None when it has none."""
+        ...
+
+    def series_encoder(
+        self, fields: Sequence[str], point_of: Callable[[Sequence[Any]], Point | None]
+    ) -> RowEncoder:
+        """The row encoder of one legacy series whose rows hold ``fields``."""
+        ...
+
+
 type SaveState = Callable[[MigrationState], Awaitable[None]]
 type ProgressListener = Callable[[MigrationState], None]
 type ConnectionListener = Callable[[bool], None]
@@ -406,7 +440,7 @@ class Backfill:
         client: InfluxClient,
         state: MigrationState,
         *,
-        transform: LegacyTransform,
+        transform: BulkTransform,
         save: SaveState,
         dead_letter_path: Path | str,
         source_database: str | None = None,
@@ -459,9 +493,7 @@ class Backfill:
         self._pending: deque[_Window] = deque()
         self._batch = _Batch()
         # Measurement → (series, its encoder), least recently used first.
-        self._encoders: dict[
-            str, tuple[tuple[Mapping[str, str], tuple[str, ...]], SeriesEncoder]
-        ] = {}
+        self._encoders: dict[str, tuple[tuple[Mapping[str, str], tuple[str, ...]], RowEncoder]] = {}
         self._stop = asyncio.Event()
         self._decision = "continue"
         self._dirty = asyncio.Event()
@@ -813,7 +845,7 @@ class Backfill:
         window.read += len(block.rows)
         window.skipped += skipped
 
-    def _encoder_for(self, block: SeriesBlock) -> SeriesEncoder:
+    def _encoder_for(self, block: SeriesBlock) -> RowEncoder:
         """The encoder of the block's series (kept for the few series being read at once;
         another series of the same measurement starts afresh)."""
         series = (block.tags, block.fields)
@@ -1305,9 +1337,7 @@ class Validator:
         if cutover is None or until <= cutover:
             return 0, {}
         selects = self.state.config.selects
-        fields = (
-            self._transform.fields_read if isinstance(self._transform, LegacyTransform) else None
-        )
+        fields = self._transform.fields_read if isinstance(self._transform, _ReadsFields) else None
         # Which stretches of the window hold legacy points, and in which measurements: the
         # window may be long (a paused migration keeps recording), most of it quiet.
         chunks: dict[int, set[str]] = {}
