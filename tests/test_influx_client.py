@@ -392,3 +392,36 @@ def test_rfc3339_keeps_nanoseconds() -> None:
     assert rfc3339(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
     assert parse_rfc3339_ns("2023-11-14T22:13:20.123456789Z") == 1_700_000_000_123_456_789
     assert parse_rfc3339_ns("2023-11-14T22:13:20Z") == 1_700_000_000_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason", "expected"),
+    [
+        (["a"], "unable to parse 'a'", None),
+        (["a", "b", "c"], "partial write: field type conflict dropped=1", (["a"], ["b", "c"])),
+        (["a", "b", "c"], "partial write: points beyond retention policy dropped=3", None),
+        (["a", "b"], "unable to parse 'a': missing fields", (["a"], ["b"])),
+        ([], "unable to parse", None),
+    ],
+)
+def test_a_refused_write_is_halved_until_each_refused_line_is_alone(
+    lines: list[str], reason: str, expected: tuple[list[str], list[str]] | None
+) -> None:
+    """The one rule the live writer and the backfill both bisect by."""
+    assert PointsRejected(reason).halves(lines) == expected
+
+
+async def test_the_servers_dropped_count_is_what_a_refusal_is_halved_by(
+    client: InfluxClient, influxd: InfluxServer, database: str
+) -> None:
+    """Real partial writes: one point of three conflicts (halve), then all three (none)."""
+    await client.write(b"m v=1 1", database)
+    some = b'm v=2 2\nm v="text" 3\nm v=4 4'.split(b"\n")
+    with pytest.raises(PointsRejected) as raised:
+        await client.write(b"\n".join(some), database)
+    assert raised.value.halves(some) == (some[:1], some[1:])
+    every = b'm v="a" 5\nm v="b" 6\nm v="c" 7'.split(b"\n")
+    with pytest.raises(PointsRejected) as raised:
+        await client.write(b"\n".join(every), database)
+    assert "dropped=3" in str(raised.value)
+    assert raised.value.halves(every) is None

@@ -22,7 +22,6 @@ from enum import StrEnum
 import hashlib
 import logging
 from pathlib import Path
-import re
 import statistics
 import time
 from typing import Any, Final, Protocol, runtime_checkable
@@ -146,7 +145,6 @@ _EXAMPLES: Final = 10
 _SLICE_ROWS: Final = 256
 
 # InfluxDB 1.x counts the points a partial write refused ("... dropped=12").
-_DROPPED = re.compile(r"dropped=(\d+)")
 
 
 def legacy_entity_id(tags: Mapping[str, str]) -> str | None:
@@ -902,9 +900,8 @@ class Backfill:
             # The valid points of a refused write are stored anyway, so halves can be
             # re-sent until every refused line is found.
             reason = str(err)
-            count = high - low
-            dropped = _DROPPED.search(reason)
-            if count == 1 or (dropped is not None and int(dropped.group(1)) == count):
+            halves = err.halves(lines[low:high])
+            if halves is None:
                 ledger = self.state.ledger
                 for line in lines[low:high]:
                     if ledger is not None and (entity := tag_value(line, "entity_id")):
@@ -914,7 +911,7 @@ class Backfill:
                         reason=reason, line=line, database=self._target_db
                     )
                 return list(range(low, high))
-            middle = (low + high) // 2
+            middle = low + len(halves[0])
             return await self._deliver(lines, low, middle) + await self._deliver(
                 lines, middle, high
             )

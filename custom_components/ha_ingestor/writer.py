@@ -753,15 +753,14 @@ class PointWriter[T = Point]:
                     lines = await self._off_loop(split_lines, chunk.body)
                 chunks.popleft()
                 batch.progressed = True
-                if len(lines) <= 1:
+                if (halves := err.halves(lines)) is None:
                     await self._dead_letter(chunk, str(err))
                     if batch.segment is None:
                         self._batched_points -= chunk.points
                     self._changed()
                     continue
-                middle = len(lines) // 2
-                for half in (lines[middle:], lines[:middle]):
-                    chunks.appendleft(_Chunk(b"\n".join(half), len(half), half))
+                for half in reversed(halves):
+                    chunks.appendleft(_Chunk(b"\n".join(half), len(half), list(half)))
                 continue
             chunks.popleft()
             batch.progressed = True

@@ -1,5 +1,8 @@
 """What can go wrong talking to InfluxDB, in terms the rest of the integration acts on."""
 
+from collections.abc import Sequence
+import re
+
 import orjson
 
 
@@ -44,8 +47,22 @@ class PointsRejected(InfluxError):
     """The server refused some or all points of a write (bad data, type conflicts).
 
     On InfluxDB the valid points of such a write are stored anyway, so re-sending them is
-    harmless (same series and time overwrite with identical values).
+    harmless (same series and time overwrite with identical values): the live writer and the
+    backfill both find the refused lines by sending halves again (:meth:`halves`).
     """
+
+    def halves[L](self, lines: Sequence[L]) -> tuple[Sequence[L], Sequence[L]] | None:
+        """The two halves of a refused write of ``lines`` to send again, or None when every
+        line of it is refused: it is one line, or the server says it dropped them all."""
+        dropped = _DROPPED.search(str(self))
+        if len(lines) <= 1 or (dropped is not None and int(dropped.group(1)) == len(lines)):
+            return None
+        middle = len(lines) // 2
+        return lines[:middle], lines[middle:]
+
+
+# How InfluxDB counts the points of a partial write it dropped ("... dropped=3").
+_DROPPED = re.compile(r"dropped=(\d+)")
 
 
 class QueryFailed(InfluxError):
