@@ -47,13 +47,15 @@ from custom_components.ha_ingestor.influx import (  # noqa: E402
     create_client,
 )
 from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions  # noqa: E402
-from custom_components.ha_ingestor.line_protocol import encode  # noqa: E402
+from custom_components.ha_ingestor.line_protocol import (  # noqa: E402
+    encode,
+    to_time_ns,
+)
 from custom_components.ha_ingestor.migration_engine import Backfill, discover  # noqa: E402
 from custom_components.ha_ingestor.migration_model import (  # noqa: E402
     MigrationConfig,
     MigrationState,
     Phase,
-    datetime_to_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
     LegacyTransform,
@@ -235,7 +237,7 @@ async def run_backfill(args: argparse.Namespace) -> dict[str, Any]:
             migration_id="benchmark",
             config=MigrationConfig(batch_size=args.batch_size, concurrent_batches=args.concurrency),
             phase=Phase.BACKFILL,
-            cutover_ns=datetime_to_ns(START + timedelta(days=args.days)),
+            cutover_ns=to_time_ns(START + timedelta(days=args.days)),
         )
 
         async def save(_: MigrationState) -> None:

@@ -24,8 +24,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor import ingest, migration, migration_engine
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.line_protocol import Point
-from custom_components.ha_ingestor.migration_model import datetime_to_ns
+from custom_components.ha_ingestor.line_protocol import Point, to_time_ns
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.writer import PointWriter
 
@@ -95,7 +94,7 @@ def record_fired(hass: HomeAssistant, prefix: str = "sensor.safety_") -> set[Sta
     def changed(event: Event[EventStateChangedData]) -> None:
         state = event.data["new_state"]
         if state is not None and state.entity_id.startswith(prefix):
-            fired.add((state.entity_id, datetime_to_ns(event.time_fired)))
+            fired.add((state.entity_id, to_time_ns(event.time_fired)))
 
     hass.bus.async_listen("state_changed", changed)
     return fired
@@ -296,7 +295,7 @@ async def test_cleanup_keeps_legacy_history_outside_the_migrated_time_range(
     )
     await hass.config_entries.async_unload(entry.entry_id)
 
-    low, high = datetime_to_ns(start), datetime_to_ns(end)
+    low, high = to_time_ns(start), to_time_ns(end)
     held = await states_held(influxd, [database])
     outside = {key for key in history if not low <= key[1] < high}
     inside = history - outside

@@ -44,7 +44,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor import ingest, migration, migration_engine
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.migration_model import datetime_to_ns
+from custom_components.ha_ingestor.line_protocol import to_time_ns
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.writer import PointWriter
 
@@ -146,7 +146,7 @@ class MigrationModel(RuleBasedStateMachine):
             def changed(event: Event[EventStateChangedData]) -> None:
                 state = event.data["new_state"]
                 if state is not None and state.entity_id in ENTITIES:
-                    self.fired.add((state.entity_id, datetime_to_ns(event.time_fired)))
+                    self.fired.add((state.entity_id, to_time_ns(event.time_fired)))
 
             self.unsubscribe = hass.bus.async_listen("state_changed", changed)
 

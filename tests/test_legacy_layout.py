@@ -21,9 +21,8 @@ from custom_components.ha_ingestor.legacy_layout import (
     EntityCustomization,
     LegacyLayout,
     LegacyOptions,
-    to_time_ns,
 )
-from custom_components.ha_ingestor.line_protocol import Point
+from custom_components.ha_ingestor.line_protocol import Point, to_time_ns
 
 TIME_FIRED = datetime(2025, 4, 1, 12, 30, 45, 123456, tzinfo=UTC)
 

@@ -30,6 +30,7 @@ from custom_components.ha_ingestor.line_protocol import (
     Point,
     encode_batch,
     encode_like_core_v1,
+    to_time_ns,
 )
 from custom_components.ha_ingestor.migration_engine import (
     Backfill,
@@ -51,7 +52,6 @@ from custom_components.ha_ingestor.migration_model import (
     Phase,
     Strategy,
     backfill_rate_limit,
-    datetime_to_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (
     LegacyTransform,
@@ -66,7 +66,7 @@ from .influx_server import InfluxServer
 from .influx_v2_emulator import InfluxV2Emulator
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
-START_NS = datetime_to_ns(START)
+START_NS = to_time_ns(START)
 DAY_NS = 86_400 * 10**9
 EVERYTHING = (-(2**62), 2**62)
 
@@ -94,7 +94,7 @@ class History:
 
     @property
     def end_ns(self) -> int:
-        return datetime_to_ns(self.config.end)
+        return to_time_ns(self.config.end)
 
 
 def _states(config: GeneratorConfig) -> Iterator[tuple[State, datetime]]:
@@ -172,7 +172,7 @@ def backfill_state(
 
 def new_ledger(database: str, target: str | None = None, **fields: Any) -> MigrationLedger:
     """The ledger of a migration prepared now: the target inventoried empty."""
-    fields.setdefault("inventoried_ns", datetime_to_ns(datetime.now(UTC)))
+    fields.setdefault("inventoried_ns", to_time_ns(datetime.now(UTC)))
     return MigrationLedger(source_database=database, target_database=target or database, **fields)
 
 
@@ -296,9 +296,9 @@ async def test_discovery_finds_measurements_entities_fields_range_and_counts(
     # Every generated entity's points all carry a value or all carry a state: exact counts.
     assert sum(s.point_count for s in found.series) == len(small_history.lines)
     assert found.first_time == START + timedelta(
-        microseconds=(min(small_history.times) - datetime_to_ns(START)) // 1000
+        microseconds=(min(small_history.times) - to_time_ns(START)) // 1000
     )
-    assert datetime_to_ns(found.last_time) == max(small_history.times)  # type: ignore[arg-type]
+    assert to_time_ns(found.last_time) == max(small_history.times)  # type: ignore[arg-type]
     seen: dict[str, set[str]] = {}
     for (measurement, _, _), fields in legacy.items():
         seen.setdefault(measurement, set()).update(fields)
@@ -315,7 +315,7 @@ async def test_discovery_honours_the_entity_filter_and_time_range(
     found = await discover(client, database, config)
     assert found.series
     assert all(s.entity_id.startswith("sensor.") for s in found.series)
-    low, high = datetime_to_ns(START + timedelta(days=2)), datetime_to_ns(START + timedelta(days=3))
+    low, high = to_time_ns(START + timedelta(days=2)), to_time_ns(START + timedelta(days=3))
     assert all(low <= first and last < high for first, last in found.extents.values())
 
 
@@ -478,7 +478,7 @@ async def test_live_writes_after_the_cutover_are_neither_lost_nor_doubled(
     tmp_path: Path,
 ) -> None:
     """The dual-writer keeps writing both layouts while the backfill copies the past."""
-    cutover_ns = datetime_to_ns(START + timedelta(days=4))
+    cutover_ns = to_time_ns(START + timedelta(days=4))
     layout = OptimizedLayout(OptimizedOptions())
     live = [
         point
@@ -605,7 +605,7 @@ async def test_rollback_removes_only_what_the_backfill_copied_and_keeps_what_was
     expected = transformed(legacy)
     # Days 1 and 2 of one sensor were recorded live in the optimized layout before.
     recorded_entity = next(dict(tags)["entity_id"] for m, tags, _ in expected if m == "sensor")
-    day = datetime_to_ns(START) // DAY_NS
+    day = to_time_ns(START) // DAY_NS
     recorded = {
         key: fields
         for key, fields in expected.items()
@@ -939,7 +939,7 @@ async def test_cleanup_deletes_only_proven_entities_inside_the_copied_range(
 
     deleted, deletions = await clean_legacy(client, state, save=saves)
 
-    low, high = datetime_to_ns(start), datetime_to_ns(end)
+    low, high = to_time_ns(start), to_time_ns(end)
     kept = {
         key: fields
         for key, fields in legacy.items()

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 import pytest
 import yaml
 
+from custom_components.ha_ingestor.line_protocol import to_time_ns
 from custom_components.ha_ingestor.migration_model import (
     INT_LIMITS,
     MIN_ERROR_RATE_SAMPLE,
@@ -28,7 +29,6 @@ from custom_components.ha_ingestor.migration_model import (
     allowed_transitions,
     backfill_rate_limit,
     can_start_migration,
-    datetime_to_ns,
     decide_on_error_rate,
     error_rate,
     eta,
@@ -125,13 +125,13 @@ def test_only_blue_green_writes_to_a_separate_target() -> None:
 
 def test_cutover_is_recorded_when_dual_write_starts() -> None:
     state = transition(_state(Phase.PREPARATION), Phase.DUAL_WRITE, reason="next", now=NOW)
-    assert state.cutover_ns == datetime_to_ns(NOW)
+    assert state.cutover_ns == to_time_ns(NOW)
 
 
 def test_immediate_records_the_cutover_when_the_backfill_starts() -> None:
     preparing = _state(Phase.PREPARATION, strategy=Strategy.IMMEDIATE)
     state = transition(preparing, Phase.BACKFILL, reason="next", now=NOW)
-    assert state.cutover_ns == datetime_to_ns(NOW)
+    assert state.cutover_ns == to_time_ns(NOW)
 
 
 def test_resuming_into_the_cutover_phase_keeps_the_first_cutover() -> None:
@@ -139,12 +139,12 @@ def test_resuming_into_the_cutover_phase_keeps_the_first_cutover() -> None:
     later = NOW + timedelta(hours=1)
     state = transition(state, Phase.PAUSED, reason="user", now=later)
     state = transition(state, Phase.DUAL_WRITE, reason="user", now=later)
-    assert state.cutover_ns == datetime_to_ns(NOW)
+    assert state.cutover_ns == to_time_ns(NOW)
 
 
-def test_datetime_to_ns_is_exact() -> None:
+def test_to_time_ns_is_exact() -> None:
     moment = datetime(2025, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    assert datetime_to_ns(moment) == 1_746_100_800_123_456_000
+    assert to_time_ns(moment) == 1_746_100_800_123_456_000
 
 
 # Transition rules ----------------------------------------------------------------------------

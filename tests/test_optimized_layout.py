@@ -18,7 +18,6 @@ from custom_components.ha_ingestor.influx import SeriesBlock
 from custom_components.ha_ingestor.legacy_layout import (
     LegacyLayout,
     LegacyOptions,
-    to_time_ns,
 )
 from custom_components.ha_ingestor.line_protocol import (
     FieldValue,
@@ -29,6 +28,7 @@ from custom_components.ha_ingestor.line_protocol import (
     name_from_stored,
     sanitize_name,
     stored_by_influxdb_v1,
+    to_time_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (
     DEFAULT_ALLOWED_ATTRIBUTES,

@@ -27,7 +27,7 @@ from custom_components.ha_ingestor.influx import (
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
+from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch, to_time_ns
 from custom_components.ha_ingestor.migration_engine import (
     BackfillOutcome,
     Validator,
@@ -37,7 +37,6 @@ from custom_components.ha_ingestor.migration_engine import (
 from custom_components.ha_ingestor.migration_model import (
     BackfillCheckpoint,
     MigrationState,
-    datetime_to_ns,
 )
 from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
 from custom_components.ha_ingestor.rollups import (
@@ -70,7 +69,7 @@ from .test_migration_engine import (
 )
 
 EVERYTHING = (-(2**62), 2**62)
-T0 = datetime_to_ns(datetime(2024, 3, 1, tzinfo=UTC))
+T0 = to_time_ns(datetime(2024, 3, 1, tzinfo=UTC))
 
 STRINGS = Path(ingest.__file__).parent / "strings.json"
 
@@ -261,7 +260,7 @@ async def test_rollback_removes_only_the_rollups_of_what_the_migration_wrote(
     ]
     other = {"entity_id": "sensor.other_home"}
     foreign = [
-        Point("sensor", other, {"value": float(i)}, datetime_to_ns(START) + i * 10**9)
+        Point("sensor", other, {"value": float(i)}, to_time_ns(START) + i * 10**9)
         for i in range(50)
     ]
     await client.write(encode_batch(recorded + foreign))

@@ -18,13 +18,12 @@ import pytest
 
 from custom_components.ha_ingestor.influx import InfluxClient
 from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import encode, encode_like_core_v1
+from custom_components.ha_ingestor.line_protocol import encode, encode_like_core_v1, to_time_ns
 from custom_components.ha_ingestor.migration_engine import Validator
 from custom_components.ha_ingestor.migration_model import (
     MigrationConfig,
     MigrationState,
     Phase,
-    datetime_to_ns,
 )
 from custom_components.ha_ingestor.optimized_layout import (
     LegacyTransform,
@@ -97,7 +96,7 @@ def dual_write_state() -> MigrationState:
         migration_id="live",
         config=MigrationConfig(),
         phase=Phase.VALIDATION,
-        cutover_ns=datetime_to_ns(CUTOVER),
+        cutover_ns=to_time_ns(CUTOVER),
     )
 
 
@@ -113,7 +112,7 @@ def validator(
         source_database=database,
         target_database=target,
         repeats=1,
-        live_until_ns=datetime_to_ns(CUTOVER + timedelta(days=1)),
+        live_until_ns=to_time_ns(CUTOVER + timedelta(days=1)),
     )
 
 

@@ -14,7 +14,7 @@ core's client (:func:`core_encoder`), so the server stores the bytes it stores f
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 import math
 import re
@@ -48,6 +48,7 @@ from .line_protocol import (
     Point,
     encode_like_core_v1,
     encode_like_core_v2,
+    to_time_ns,
 )
 
 # States core never writes (it checks them before anything else).
@@ -57,8 +58,6 @@ SKIPPED_STATES: Final = frozenset({STATE_UNKNOWN, STATE_UNAVAILABLE, ""})
 # its client libraries. A text such as "12.5 %" also yields the number 12.5.
 _DIGIT_TAIL: Final = re.compile(r"^[^\.]*\d+\.?\d+[^\.]*$")
 _NON_DECIMAL: Final = re.compile(r"[^\d.]+")
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 _CUSTOMIZE_SCHEMA: Final = vol.Schema(
     {
@@ -216,14 +215,6 @@ def core_encoder(api_version: ApiVersion) -> Encoder:
     """The line encoding of core's client for this server version: what the legacy writer
     sends, so the server stores what it stores for core."""
     return encode_like_core_v1 if api_version is ApiVersion.V1 else encode_like_core_v2
-
-
-def to_time_ns(moment: datetime) -> int:
-    """Exact nanoseconds since the epoch; a naive time is UTC, as the client libraries read it."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def attribute_number(value: object) -> float | None:

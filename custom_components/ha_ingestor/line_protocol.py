@@ -16,12 +16,29 @@ Two kinds of encoding live here:
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 import math
 import re
 from typing import Final
 
 type FieldValue = float | int | bool | str
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_time_ns(moment: datetime) -> int:
+    """Exact nanoseconds since the epoch; a naive time is UTC, as the client libraries read it."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def from_time_ns(time_ns: int) -> datetime:
+    """The UTC time of a point's nanoseconds (to the microsecond a datetime holds)."""
+    return _EPOCH + timedelta(microseconds=time_ns // 1000)
+
 
 # Characters that make a name unrepresentable: line breaks end the line; other C0 controls
 # are rejected by the server's parser or mangled by its JSON output.

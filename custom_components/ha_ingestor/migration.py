@@ -46,6 +46,7 @@ from .const import (
 )
 from .influx import CannotConnect, InfluxClient, InfluxError
 from .ingest import Ingestion, area_lookup, legacy_options, optimized_options
+from .line_protocol import to_time_ns
 from .migration_ledger import Layout, MigrationLedger, Recording
 from .migration_model import (
     MigrationConfig,
@@ -54,7 +55,6 @@ from .migration_model import (
     Strategy,
     ThroughputWindow,
     can_start_migration,
-    datetime_to_ns,
     error_rate,
     eta,
     plan,
@@ -633,7 +633,7 @@ class MigrationController:
             await self._client.create_database(target)
         # What the target already holds stays out of a rollback's reach: let the live writers
         # deliver what they hold for it first, then count it.
-        now_ns = datetime_to_ns(dt_util.utcnow())
+        now_ns = to_time_ns(dt_util.utcnow())
         await self._ingestion.async_flushed(Recording(Layout.OPTIMIZED, target), now_ns)
         ledger.preexisting = await engine.inventory_optimized(
             self._client, target, before_ns=now_ns
@@ -915,7 +915,7 @@ class MigrationController:
         removal = await engine.remove_migrated(
             self._client,
             state,
-            until_ns=datetime_to_ns(dt_util.utcnow() + _LIVE_MARGIN),
+            until_ns=to_time_ns(dt_util.utcnow() + _LIVE_MARGIN),
             # Only entities this Home Assistant knows: another writer's series stay.
             known_entities=(
                 set(self.hass.states.async_entity_ids())

@@ -17,7 +17,6 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 import hashlib
 import logging
@@ -35,7 +34,15 @@ from .influx import (
     QueryFailed,
     SeriesBlock,
 )
-from .line_protocol import FieldValue, Point, as_written, encode, tag_value
+from .line_protocol import (
+    FieldValue,
+    Point,
+    as_written,
+    encode,
+    from_time_ns,
+    tag_value,
+    to_time_ns,
+)
 from .migration_ledger import (
     Deletion,
     Span,
@@ -56,7 +63,6 @@ from .migration_model import (
     ThroughputWindow,
     ValidationResult,
     backfill_rate_limit,
-    datetime_to_ns,
     decide_on_error_rate,
 )
 from .retry import SYSTEM_TIMER, Backoff, CircuitBreaker, RetryPolicy, Timer, call_with_retry
@@ -113,7 +119,6 @@ type SaveState = Callable[[MigrationState], Awaitable[None]]
 type ProgressListener = Callable[[MigrationState], None]
 type ConnectionListener = Callable[[bool], None]
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_NS: Final = 3_600 * 10**9
 DAY_NS: Final = 24 * HOUR_NS
 # The range InfluxDB can store: a query over it misses nothing.
@@ -167,8 +172,8 @@ def is_optimized_series(measurement: str, entity_id: str) -> bool:
 
 
 def _range_ns(config: MigrationConfig) -> tuple[int, int]:
-    start = _ALL_TIME[0] if config.start is None else datetime_to_ns(config.start)
-    end = _ALL_TIME[1] if config.end is None else datetime_to_ns(config.end)
+    start = _ALL_TIME[0] if config.start is None else to_time_ns(config.start)
+    end = _ALL_TIME[1] if config.end is None else to_time_ns(config.end)
     return start, end
 
 
@@ -306,8 +311,8 @@ async def discover(
     last_ns = max((last for _, last in extents.values()), default=None)
     return DiscoveredSource(
         series=tuple(series),
-        first_time=None if first_ns is None else _to_datetime(first_ns),
-        last_time=None if last_ns is None else _to_datetime(last_ns),
+        first_time=None if first_ns is None else from_time_ns(first_ns),
+        last_time=None if last_ns is None else from_time_ns(last_ns),
         field_keys=field_keys,
         extents=extents,
     )
@@ -345,10 +350,6 @@ async def measure_read_rate(
         read += len(block.rows)
     elapsed = time.perf_counter() - started
     return read / elapsed if read >= 1_000 and elapsed > 0 else None
-
-
-def _to_datetime(time_ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=time_ns // 1000)
 
 
 # Backfill -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import math
 import re
 from typing import Any, Final, Literal, Self
 
+from .line_protocol import to_time_ns
 from .migration_ledger import MigrationLedger, Span
 
 
@@ -852,20 +853,12 @@ def transition(state: MigrationState, to: Phase, *, reason: str, now: datetime) 
         new.started_at = now
     # Kept from the first time: a resume into the cutover phase must not move it.
     if to is state.strategy.cutover_phase and new.cutover_ns is None:
-        new.cutover_ns = datetime_to_ns(now)
+        new.cutover_ns = to_time_ns(now)
     if to is Phase.ROLLED_BACK:
         new.rollback_reason = reason
     elif to is Phase.FAILED:
         new.error = reason
     return new
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def datetime_to_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch, exact (no float rounding) for an aware datetime."""
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 # Error rate ---------------------------------------------------------------------------------

@@ -62,7 +62,6 @@ from .legacy_layout import (
     LegacyOptions,
     attribute_number,
     state_fields,
-    to_time_ns,
 )
 from .line_protocol import (
     FieldValue,
@@ -74,6 +73,7 @@ from .line_protocol import (
     read_back_field_key,
     read_back_tag,
     stored_name,
+    to_time_ns,
 )
 
 type AttributeType = type[float] | type[str]

@@ -25,8 +25,9 @@ from .influx import InfluxError
 from .influxql import QuerySyntaxError
 from .ingest import Ingestion, IngestStats, legacy_options, optimized_options
 from .legacy_catalog import async_read_catalog
+from .line_protocol import to_time_ns
 from .migration_ledger import Layout
-from .migration_model import ConfigError, MigrationConfig, Strategy, datetime_to_ns
+from .migration_model import ConfigError, MigrationConfig, Strategy
 from .query_translation import QueryTranslator
 from .rehearsal import async_fire_live, async_write_history
 from .rollups import BuildProgress
@@ -450,8 +451,8 @@ async def _async_rebuild_rollups(call: ServiceCall) -> ServiceResponse:
     end = _aware(call.data["end"]) if "end" in call.data else None
     if start is not None and end is not None and start >= end:
         raise _invalid("option_start_not_before_end", start=start.isoformat(), end=end.isoformat())
-    start_ns = datetime_to_ns(start) if start else _ALL_OF_TIME[0]
-    end_ns = datetime_to_ns(end) if end else _ALL_OF_TIME[1]
+    start_ns = to_time_ns(start) if start else _ALL_OF_TIME[0]
+    end_ns = to_time_ns(end) if end else _ALL_OF_TIME[1]
     database = _optimized_database(entry)
     try:
         progress = await job.rebuild(database, start_ns, end_ns)
