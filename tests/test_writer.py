@@ -610,14 +610,15 @@ async def test_stats_changes_are_coalesced(
     assert seen[-1].points_written == 5000
 
 
-async def test_an_outage_is_logged_once_and_the_recovery_once(
+async def test_an_outage_is_logged_once_and_the_recovery_once_at_debug_level(
     client: InfluxClient,
     dead_client: InfluxClient,
     database: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="custom_components.ha_ingestor.writer")
+    """The integration logs outages at info, once per config entry; a writer only debugs."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.ha_ingestor.writer")
     write = Switchable(dead_client)
     writer = make_writer(write, tmp_path, database, batch_size=100)
     writer.start()
@@ -628,10 +629,11 @@ async def test_an_outage_is_logged_once_and_the_recovery_once(
     await wait_until(lambda: writer.stats.points_written == 1000)
     await writer.stop()
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
-    assert len([m for level, m in messages if "unavailable" in m and level == logging.WARNING]) == 1
+    assert len([m for level, m in messages if "unavailable" in m and level == logging.DEBUG]) == 1
     assert (
-        len([m for level, m in messages if "available again" in m and level == logging.INFO]) == 1
+        len([m for level, m in messages if "available again" in m and level == logging.DEBUG]) == 1
     )
+    assert not [m for level, m in messages if level > logging.DEBUG]
 
 
 _name = st.text(st.sampled_from('ab "\\,= =\n\t#é'), min_size=1, max_size=8)
