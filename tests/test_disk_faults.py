@@ -220,3 +220,53 @@ async def test_a_retired_writer_can_be_taken_back_into_use(
     await writer.stop()
     assert not writer.reactivate(), "a stopped writer stays stopped"
     assert count_rows(influxd, database) == 50
+
+
+def put_directory_in_place_of(path: Path) -> None:
+    """A file that cannot be deleted, even by root: a directory (with a file in it) instead."""
+    path.unlink()
+    path.mkdir()
+    (path / "in the way").write_text("x")
+
+
+async def test_discarding_a_spool_that_cannot_be_deleted_still_counts_its_points_and_says_so(
+    dead_client: InfluxClient,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = make_writer(dead_client.write, tmp_path, database, spool_interval=0.05)
+    writer.start()
+    for point in make_points(600):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spooled_points == 600)
+    segments = sorted(name for name in os.listdir(tmp_path / "spool") if name.endswith(".lp"))
+    put_directory_in_place_of(tmp_path / "spool" / segments[0])
+    with caplog.at_level(logging.ERROR):
+        assert await writer.discard() == 600
+    assert writer.finished
+    assert writer.stats.spooled_points == 0
+    assert f"Cannot clear spool {tmp_path / 'spool'}" in caplog.text
+    assert segments[0] in caplog.text
+    left = [name for name in os.listdir(tmp_path / "spool") if name.endswith(".lp")]
+    assert left == [segments[0]], "every other segment is deleted"
+
+
+async def test_an_unreadable_dead_letter_file_is_reported_and_points_are_still_written(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "dead_letters.jsonl").mkdir()  # a directory where the file should be
+    writer = make_writer(client.write, tmp_path, database)
+    with caplog.at_level(logging.ERROR):
+        writer.start()
+        for point in make_points(300):
+            writer.enqueue(point)
+        await wait_until(lambda: writer.stats.points_written == 300)
+    await writer.stop()
+    assert count_rows(influxd, database) == 300
+    assert f"dead-letter file {tmp_path / 'dead_letters.jsonl'}" in (writer.stats.last_error or "")
+    assert "Cannot read dead-letter file" in caplog.text

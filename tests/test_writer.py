@@ -756,3 +756,73 @@ async def test_flushed_waits_until_no_older_point_is_held_in_memory_or_spool(
     # Newer points may still be held; they do not hold the barrier up.
     assert not writer.holds_before(cutover)
     await writer.stop()
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [{"batch_size": 0}, {"concurrent_writes": 0}, {"batch_size": 100, "max_queue": 10}],
+)
+def test_a_writer_refuses_sizes_it_cannot_work_with(sizes: dict[str, int], tmp_path: Path) -> None:
+    async def write(_body: bytes) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="need batch_size >= 1"):
+        make_writer(write, tmp_path, "db", **sizes)
+
+
+async def test_a_stats_listener_that_fails_does_not_stop_the_writing(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[WriterStats] = []
+
+    def broken_listener(stats: WriterStats) -> None:
+        calls.append(stats)
+        raise RuntimeError("listener bug")
+
+    writer = make_writer(client.write, tmp_path, database, on_change=broken_listener)
+    writer.start()
+    for point in make_points(500):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 500)
+    await writer.stop()
+    assert count_rows(influxd, database) == 500
+    assert calls, "the listener was called"
+    assert "Error in the writer's stats listener" in caplog.text
+    assert "listener bug" in caplog.text
+
+
+async def test_an_unexpected_error_while_writing_keeps_the_points_for_a_later_delivery(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in the write path (not an InfluxDB error) must neither lose points nor stop."""
+    broken = True
+    calls = 0
+
+    async def write(body: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if broken:
+            raise RuntimeError("a bug in the write path")
+        await client.write(body)
+
+    writer = make_writer(write, tmp_path, database, batch_size=100, spool_interval=0.05)
+    writer.start()
+    for point in make_points(300):
+        writer.enqueue(point)
+    await wait_until(lambda: calls >= 3 and writer.stats.spooled_points == 300)
+    assert "unexpected: RuntimeError('a bug in the write path')" in (writer.stats.last_error or "")
+    assert "Unexpected error writing to InfluxDB" in caplog.text
+    broken = False
+    await wait_until(lambda: writer.stats.points_written == 300)
+    await writer.stop()
+    assert count_rows(influxd, database) == 300
+    assert writer.stats.points_dropped == 0
+    assert writer.stats.spooled_points == 0

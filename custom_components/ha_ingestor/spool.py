@@ -262,14 +262,24 @@ class Spool:
             return target
 
     async def clear(self) -> int:
-        """Delete every segment (their points are not wanted any more); how many points."""
+        """Delete every segment (their points are not wanted any more); how many points.
+
+        Raises SpoolUnavailable when a file cannot be deleted; the index forgets it anyway.
+        """
         async with self._lock:
             await self._open()
             points = self._points
+            failed: list[str] = []
             for segment in list(self._segments.values()):
                 self._discard(segment)
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     await aiofiles.os.remove(self.directory / segment.name)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    failed.append(f"{segment.name}: {err}")
+            if failed:
+                raise SpoolUnavailable(f"cannot delete spool segments {'; '.join(failed)}")
             return points
 
     async def remove(self, segment: Segment) -> None:
