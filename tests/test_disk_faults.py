@@ -270,3 +270,70 @@ async def test_an_unreadable_dead_letter_file_is_reported_and_points_are_still_w
     assert count_rows(influxd, database) == 300
     assert f"dead-letter file {tmp_path / 'dead_letters.jsonl'}" in (writer.stats.last_error or "")
     assert "Cannot read dead-letter file" in caplog.text
+
+
+@contextlib.contextmanager
+def append_only(directory: Path) -> Iterator[None]:
+    """Files in ``directory`` can be read and created but not deleted or renamed, even by
+    root (the ext4 append-only flag); skipped where the file system has no such flag."""
+    done = subprocess.run(
+        ["chattr", "+a", str(directory)], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        pytest.skip(f"cannot make {directory} append-only here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-a", str(directory)], check=False)
+
+
+async def test_a_delivered_segment_that_cannot_be_deleted_is_reported_and_lands_once(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spool_dir = tmp_path / "spool"
+    points = make_points(50)
+    segment = await Spool(spool_dir).append("\n".join(map(encode, points)).encode(), 50)  # type: ignore[arg-type]
+    with append_only(spool_dir):
+        writer = make_writer(client.write, tmp_path, database)
+        with caplog.at_level(logging.WARNING):
+            writer.start()
+            await wait_until(lambda: writer.stats.points_written == 50)
+            await writer.stop()
+        assert f"cannot delete spool segment {segment.name}" in (writer.stats.last_error or "")
+        assert f"cannot delete spool segment {segment.name}" in caplog.text
+        assert writer.stats.spooled_points == 0, "it is not replayed again in this run"
+        assert (spool_dir / segment.name).exists()
+    assert count_rows(influxd, database) == 50
+
+    # The next start replays it: InfluxDB stores the same points once.
+    again = make_writer(client.write, tmp_path, database)
+    again.start()
+    await wait_until(lambda: again.stats.points_written == 50)
+    await again.stop()
+    assert count_rows(influxd, database) == 50
+    assert not (spool_dir / segment.name).exists()
+
+
+async def test_an_empty_segment_is_deleted_without_writing_anything(
+    client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    empty = await Spool(spool_dir).append(b"", 0)
+    writes = 0
+
+    async def write(body: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        await client.write(body)
+
+    writer = make_writer(write, tmp_path, database)
+    writer.start()
+    await wait_until(lambda: not (spool_dir / empty.name).exists())
+    await writer.stop()
+    assert writes == 0
+    assert writer.stats.points_written == 0
+    assert writer.stats.connected
