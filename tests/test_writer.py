@@ -826,3 +826,46 @@ async def test_an_unexpected_error_while_writing_keeps_the_points_for_a_later_de
     assert count_rows(influxd, database) == 300
     assert writer.stats.points_dropped == 0
     assert writer.stats.spooled_points == 0
+
+
+async def test_a_writer_runs_once_whether_started_or_run(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(client.write, tmp_path, database)
+    running = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)  # the task claims the writer
+    with pytest.raises(RuntimeError, match="already running"):
+        await writer.run()
+    for point in make_points(20):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 20)
+    await writer.stop()
+    await running
+    assert count_rows(influxd, database) == 20
+
+
+async def test_a_writer_stopped_before_it_started_keeps_what_it_was_given(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    """Stopping a writer that never ran still spools its points instead of losing them."""
+    writer = make_writer(dead_client.write, tmp_path, database)
+    for point in make_points(40):
+        writer.enqueue(point)
+    await writer.stop()
+    assert writer.finished
+    assert writer.stats.points_dropped == 0
+    reopened = Spool(tmp_path / "spool")
+    await reopened.open()
+    assert reopened.points == 40
+
+
+async def test_a_point_enqueued_after_the_stop_is_dropped_counted_and_logged_once(
+    client: InfluxClient, database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = make_writer(client.write, tmp_path, database)
+    writer.start()
+    await writer.stop()
+    for point in make_points(3):
+        writer.enqueue(point)
+    assert writer.stats.points_dropped == 3
+    assert caplog.text.count("A point arrived after the writer stopped; it was dropped") == 1
