@@ -85,12 +85,17 @@ async def test_a_full_disk_keeps_points_in_memory_until_space_is_freed_and_loses
     (small_disk / "spool").mkdir()
     filler = fill(small_disk)
     writer.start()
-    for point in make_points(2000):
+    points = make_points(2000)
+    for point in points:
         writer.enqueue(point)
     await wait_until(lambda: writer.stats.spool_error is not None)
     assert "No space left" in writer.stats.spool_error  # type: ignore[operator]
     assert writer.stats.spooled_points == 0
     assert writer.stats.queue_depth == 2000, "the points wait in memory"
+    await wait_until(lambda: writer.stats.queue_depth == 2000 and not writer._queue)
+    # Held in memory, they still hold up a migration's barrier at their time.
+    assert writer.holds_before(points[-1].time_ns + 1)
+    assert not writer.holds_before(points[0].time_ns)
     assert writer.stats.points_dropped == 0
     # A failed write leaves no half-written segment behind to be replayed later.
     assert os.listdir(small_disk / "spool") == []

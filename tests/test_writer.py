@@ -869,3 +869,15 @@ async def test_a_point_enqueued_after_the_stop_is_dropped_counted_and_logged_onc
         writer.enqueue(point)
     assert writer.stats.points_dropped == 3
     assert caplog.text.count("A point arrived after the writer stopped; it was dropped") == 1
+
+
+async def test_points_still_queued_count_for_holds_before(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(dead_client.write, tmp_path, database)
+    points = make_points(10)
+    for point in points:
+        writer.enqueue(point)  # not started: they wait in the queue
+    assert writer.holds_before(points[0].time_ns + 1)
+    assert not writer.holds_before(points[0].time_ns)
+    await writer.stop()

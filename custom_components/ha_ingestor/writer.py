@@ -289,11 +289,6 @@ class PointWriter[T = Point]:
         )
 
     @property
-    def retiring(self) -> bool:
-        """Whether the writer was retired and only delivers what it still holds."""
-        return self._retiring and not self._finished.is_set()
-
-    @property
     def finished(self) -> bool:
         """Whether the writer has stopped (after :meth:`stop`, or a retirement that drained)."""
         return self._finished.is_set()
