@@ -342,3 +342,42 @@ async def test_an_empty_segment_is_deleted_without_writing_anything(
     assert writes == 0
     assert writer.stats.points_written == 0
     assert writer.stats.connected
+
+
+async def test_a_partly_delivered_segment_that_cannot_be_shrunk_stays_whole_and_is_reported(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    """The server refuses one line and then goes away; the shortened copy cannot be renamed
+    into place (append-only folder), so the whole segment stays spooled: nothing is lost."""
+    spool_dir = tmp_path / "spool"
+    t = make_points(1)[0].time_ns
+    body = f'm value=1.0 {t}\nm value="text" {t + 1}\nm value=3.0 {t + 2}'.encode()
+    segment = await Spool(spool_dir).append(body, 3)
+    healed = False
+    calls = 0
+
+    async def write(data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        # Gone after its first answer (the refusal), until healed.
+        await (client if calls == 1 or healed else dead_client).write(data)
+
+    with append_only(spool_dir):
+        writer = make_writer(write, tmp_path, database)
+        writer.start()
+        await wait_until(lambda: writer.stats.spool_error is not None)
+        assert "cannot write to spool" in (writer.stats.spool_error or "")
+        assert (spool_dir / segment.name).read_bytes() == body
+        assert writer.stats.spooled_points == 3
+    healed = True
+    await wait_until(lambda: writer.stats.spooled_points == 0)
+    await writer.stop()
+    assert count_rows(influxd, database) == 2
+    assert [name for name in os.listdir(spool_dir) if name.endswith(".lp")] == []
+    # The temporary copy the folder would not let go of is deleted at the next start.
+    await Spool(spool_dir).open()
+    assert os.listdir(spool_dir) == []
