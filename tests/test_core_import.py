@@ -152,6 +152,26 @@ async def test_a_reserved_allow_list_name_is_refused_before_it_can_break_setup(
     assert entry.options == {}
 
 
+async def test_an_allow_list_entry_with_a_type_but_no_name_is_refused_as_setup_would(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    """ ":str" passes every field check (it is not blank and names nothing reserved), but the
+    layout refuses a nameless attribute: the flow asks the layout itself before storing."""
+    entry = v1_entry(influxd, database)
+    flow_id = await open_options(hass, entry)
+    user_input = options_input()
+    user_input[SECTION_INGESTION] = user_input[SECTION_INGESTION] | {
+        "attribute_allowlist": ["brightness", ":str"]
+    }
+
+    result = await hass.config_entries.options.async_configure(flow_id, user_input)
+
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_layout_options"}
+    assert "Attribute '' cannot be allow-listed" in result["description_placeholders"]["problem"]
+    assert entry.options == {}
+
+
 # --- Finding core's configuration ---
 
 

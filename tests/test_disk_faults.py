@@ -85,12 +85,17 @@ async def test_a_full_disk_keeps_points_in_memory_until_space_is_freed_and_loses
     (small_disk / "spool").mkdir()
     filler = fill(small_disk)
     writer.start()
-    for point in make_points(2000):
+    points = make_points(2000)
+    for point in points:
         writer.enqueue(point)
     await wait_until(lambda: writer.stats.spool_error is not None)
     assert "No space left" in writer.stats.spool_error  # type: ignore[operator]
     assert writer.stats.spooled_points == 0
     assert writer.stats.queue_depth == 2000, "the points wait in memory"
+    await wait_until(lambda: writer.stats.queue_depth == 2000 and not writer._queue)
+    # Held in memory, they still hold up a migration's barrier at their time.
+    assert writer.holds_before(points[-1].time_ns + 1)
+    assert not writer.holds_before(points[0].time_ns)
     assert writer.stats.points_dropped == 0
     # A failed write leaves no half-written segment behind to be replayed later.
     assert os.listdir(small_disk / "spool") == []
@@ -220,3 +225,159 @@ async def test_a_retired_writer_can_be_taken_back_into_use(
     await writer.stop()
     assert not writer.reactivate(), "a stopped writer stays stopped"
     assert count_rows(influxd, database) == 50
+
+
+def put_directory_in_place_of(path: Path) -> None:
+    """A file that cannot be deleted, even by root: a directory (with a file in it) instead."""
+    path.unlink()
+    path.mkdir()
+    (path / "in the way").write_text("x")
+
+
+async def test_discarding_a_spool_that_cannot_be_deleted_still_counts_its_points_and_says_so(
+    dead_client: InfluxClient,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = make_writer(dead_client.write, tmp_path, database, spool_interval=0.05)
+    writer.start()
+    for point in make_points(600):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.spooled_points == 600)
+    segments = sorted(name for name in os.listdir(tmp_path / "spool") if name.endswith(".lp"))
+    put_directory_in_place_of(tmp_path / "spool" / segments[0])
+    with caplog.at_level(logging.ERROR):
+        assert await writer.discard() == 600
+    assert writer.finished
+    assert writer.stats.spooled_points == 0
+    assert f"Cannot clear spool {tmp_path / 'spool'}" in caplog.text
+    assert segments[0] in caplog.text
+    left = [name for name in os.listdir(tmp_path / "spool") if name.endswith(".lp")]
+    assert left == [segments[0]], "every other segment is deleted"
+
+
+async def test_an_unreadable_dead_letter_file_is_reported_and_points_are_still_written(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "dead_letters.jsonl").mkdir()  # a directory where the file should be
+    writer = make_writer(client.write, tmp_path, database)
+    with caplog.at_level(logging.ERROR):
+        writer.start()
+        for point in make_points(300):
+            writer.enqueue(point)
+        await wait_until(lambda: writer.stats.points_written == 300)
+    await writer.stop()
+    assert count_rows(influxd, database) == 300
+    assert f"dead-letter file {tmp_path / 'dead_letters.jsonl'}" in (writer.stats.last_error or "")
+    assert "Cannot read dead-letter file" in caplog.text
+
+
+@contextlib.contextmanager
+def append_only(directory: Path) -> Iterator[None]:
+    """Files in ``directory`` can be read and created but not deleted or renamed, even by
+    root (the ext4 append-only flag); skipped where the file system has no such flag."""
+    done = subprocess.run(
+        ["chattr", "+a", str(directory)], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        pytest.skip(f"cannot make {directory} append-only here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-a", str(directory)], check=False)
+
+
+async def test_a_delivered_segment_that_cannot_be_deleted_is_reported_and_lands_once(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spool_dir = tmp_path / "spool"
+    points = make_points(50)
+    segment = await Spool(spool_dir).append("\n".join(map(encode, points)).encode(), 50)  # type: ignore[arg-type]
+    with append_only(spool_dir):
+        writer = make_writer(client.write, tmp_path, database)
+        with caplog.at_level(logging.WARNING):
+            writer.start()
+            await wait_until(lambda: writer.stats.points_written == 50)
+            await writer.stop()
+        assert f"cannot delete spool segment {segment.name}" in (writer.stats.last_error or "")
+        assert f"cannot delete spool segment {segment.name}" in caplog.text
+        assert writer.stats.spooled_points == 0, "it is not replayed again in this run"
+        assert (spool_dir / segment.name).exists()
+    assert count_rows(influxd, database) == 50
+
+    # The next start replays it: InfluxDB stores the same points once.
+    again = make_writer(client.write, tmp_path, database)
+    again.start()
+    await wait_until(lambda: again.stats.points_written == 50)
+    await again.stop()
+    assert count_rows(influxd, database) == 50
+    assert not (spool_dir / segment.name).exists()
+
+
+async def test_an_empty_segment_is_deleted_without_writing_anything(
+    client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    empty = await Spool(spool_dir).append(b"", 0)
+    writes = 0
+
+    async def write(body: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        await client.write(body)
+
+    writer = make_writer(write, tmp_path, database)
+    writer.start()
+    await wait_until(lambda: not (spool_dir / empty.name).exists())
+    await writer.stop()
+    assert writes == 0
+    assert writer.stats.points_written == 0
+    assert writer.stats.connected
+
+
+async def test_a_partly_delivered_segment_that_cannot_be_shrunk_stays_whole_and_is_reported(
+    client: InfluxClient,
+    dead_client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    """The server refuses one line and then goes away; the shortened copy cannot be renamed
+    into place (append-only folder), so the whole segment stays spooled: nothing is lost."""
+    spool_dir = tmp_path / "spool"
+    t = make_points(1)[0].time_ns
+    body = f'm value=1.0 {t}\nm value="text" {t + 1}\nm value=3.0 {t + 2}'.encode()
+    segment = await Spool(spool_dir).append(body, 3)
+    healed = False
+    calls = 0
+
+    async def write(data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        # Gone after its first answer (the refusal), until healed.
+        await (client if calls == 1 or healed else dead_client).write(data)
+
+    with append_only(spool_dir):
+        writer = make_writer(write, tmp_path, database)
+        writer.start()
+        await wait_until(lambda: writer.stats.spool_error is not None)
+        assert "cannot write to spool" in (writer.stats.spool_error or "")
+        assert (spool_dir / segment.name).read_bytes() == body
+        assert writer.stats.spooled_points == 3
+    healed = True
+    await wait_until(lambda: writer.stats.spooled_points == 0)
+    await writer.stop()
+    assert count_rows(influxd, database) == 2
+    assert [name for name in os.listdir(spool_dir) if name.endswith(".lp")] == []
+    # The temporary copy the folder would not let go of is deleted at the next start.
+    await Spool(spool_dir).open()
+    assert os.listdir(spool_dir) == []

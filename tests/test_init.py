@@ -7,7 +7,12 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_STOP,
+    EVENT_STATE_CHANGED,
+    STATE_OFF,
+    STATE_ON,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     device_registry as dr,
@@ -91,6 +96,37 @@ async def test_missing_database_is_a_setup_error(
     assert entry.state is ConfigEntryState.SETUP_ERROR
     assert entry.reason
     assert "never_created" in entry.reason
+
+
+async def test_a_storage_folder_that_cannot_be_made_is_a_setup_error(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = entry_for(influxd, database)
+    entry.add_to_hass(hass)
+    # A file where config/ha_ingestor/ should be: its entry folder cannot be created.
+    blocker = Path(hass.config.path(DOMAIN))
+    await hass.async_add_executor_job(blocker.write_text, "in the way")
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason
+    assert hass.config.path(DOMAIN, entry.entry_id) in entry.reason
+    assert await hass.async_add_executor_job(blocker.read_text) == "in the way"
+
+
+async def test_home_assistant_stopping_delivers_what_the_writers_hold(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    entry = await setup_entry(hass, entry_for(influxd, database, ingest_options("both")))
+    for i in range(30):
+        hass.states.async_set("sensor.stopping", str(i), {"unit_of_measurement": "W"})
+    # Well before the writers' own flush interval: only the stop can have sent them.
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    assert count(influxd, database, "W") == 30
+    assert count(influxd, database, "sensor") == 30
+    writers = entry.runtime_data.ingestion.writers
+    assert writers == {}, "the writers are stopped"
 
 
 async def test_server_down_at_start_still_records_and_replays(

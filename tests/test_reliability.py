@@ -10,6 +10,7 @@ small HTTP reverse proxy on 127.0.0.1 placed between the integration and influxd
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 import functools
+import logging
 from pathlib import Path
 import time
 
@@ -80,8 +81,10 @@ async def proxy(influxd: InfluxServer) -> AsyncIterator[FaultyProxy]:
     await proxy.stop()
 
 
-def proxied_entry(proxy: FaultyProxy, influxd: InfluxServer, database: str) -> MockConfigEntry:
-    entry = entry_for(influxd, database, ingest_options("legacy"))
+def proxied_entry(
+    proxy: FaultyProxy, influxd: InfluxServer, database: str, mode: str = "legacy"
+) -> MockConfigEntry:
+    entry = entry_for(influxd, database, ingest_options(mode))
     return MockConfigEntry(
         domain=entry.domain,
         title=entry.title,
@@ -246,6 +249,81 @@ async def test_http_500s_switch_the_connection_sensor_off_and_on_and_lose_nothin
     assert values(influxd, database, "W") == [float(n) for n in range(300)]
     assert entry.runtime_data.ingestion.stats.points_dropped == 0
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture) -> dict[str, list[str]]:
+    """The integration's log lines about the server going and coming back, by level."""
+    found: dict[str, list[str]] = {}
+    for record in caplog.records:
+        message = record.getMessage()
+        if record.name.startswith("custom_components.ha_ingestor") and (
+            "unavailable" in message or "available again" in message
+        ):
+            found.setdefault(record.levelname, []).append(message)
+    return found
+
+
+async def test_an_outage_is_logged_once_at_info_and_its_end_once_however_many_writers(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    proxy: FaultyProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Quality scale log-when-unavailable: one line when InfluxDB goes, one when it is back,
+    for the config entry, although both writers of a dual-write fail and recover."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.ha_ingestor")
+    entry = await setup_entry(hass, proxied_entry(proxy, influxd, database, "both"))
+    assert len(entry.runtime_data.ingestion.writers) == 2
+    proxy.fault = Fault.ERROR_500
+    await fire(hass, "sensor.outage", range(200))
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_OFF)
+    # Both writers find it down, and keep retrying and probing.
+    await eventually(
+        hass,
+        lambda: all(not w.stats.connected for w in entry.runtime_data.ingestion.writers.values()),
+    )
+    await eventually(hass, lambda: proxy.writes(Fault.ERROR_500) >= 4 * FAST.failure_threshold)
+
+    proxy.fault = Fault.NONE
+    await eventually(hass, lambda: count(influxd, database, "W") == 200, timeout=30)
+    await eventually(hass, lambda: count(influxd, database, "sensor") == 200, timeout=30)
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_ON)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    lines = outage_lines(caplog)
+    assert len(lines["INFO"]) == 2, lines
+    assert lines["INFO"][0].startswith(f"InfluxDB at {proxy.url} is unavailable (cannot_connect")
+    assert lines["INFO"][1].startswith(f"InfluxDB at {proxy.url} is available again")
+    assert "WARNING" not in lines
+    assert len(lines["DEBUG"]) >= 4, "each writer still says what it saw, at debug level"
+    ours = [r for r in caplog.records if r.name.startswith("custom_components.ha_ingestor")]
+    assert not [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+
+
+async def test_a_server_down_at_setup_is_logged_once_and_its_return_once(
+    hass: HomeAssistant, own_influxd: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="custom_components.ha_ingestor")
+    await hass.async_add_executor_job(own_influxd.stop)
+    entry = await setup_entry(hass, entry_for(own_influxd, "home", ingest_options("both")))
+    assert entry.state is ConfigEntryState.LOADED
+    # Known down from the start: the connectivity sensor does not claim a connection.
+    assert state_of(hass, entry, "influxdb_connected") == STATE_OFF
+    await fire(hass, "sensor.outage", range(50))
+    await eventually(
+        hass, lambda: entry.runtime_data.ingestion.stats.last_error is not None, timeout=30
+    )
+    await hass.async_add_executor_job(own_influxd.start)
+    await eventually(hass, lambda: count(own_influxd, "home", "W") == 50, timeout=60)
+    await eventually(hass, lambda: state_of(hass, entry, "influxdb_connected") == STATE_ON)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+    lines = outage_lines(caplog)
+    assert len(lines["INFO"]) == 2, lines
+    assert lines["INFO"][0].startswith(f"InfluxDB at {own_influxd.url} is unavailable (")
+    assert lines["INFO"][1].startswith(f"InfluxDB at {own_influxd.url} is available again")
+    assert "WARNING" not in lines
 
 
 # Points the server refuses.

@@ -228,3 +228,146 @@ async def test_a_failed_dead_letter_write_leaves_no_half_record(
 
     await letters.append(reason="third", line="m value=3 3", database="home")
     assert [letter.reason for letter in await letters.read()] == ["refused", "third"]
+
+
+def put_directory_in_place_of(path: Path) -> None:
+    """A file that cannot be deleted, even by root: a directory (with a file in it) instead."""
+    path.unlink()
+    path.mkdir()
+    (path / "in the way").write_text("x")
+
+
+async def test_a_segment_that_cannot_be_deleted_is_reported_and_leaves_the_index(
+    tmp_path: Path,
+) -> None:
+    """Replaying it after a restart only re-sends points InfluxDB stores once."""
+    spool = Spool(tmp_path)
+    first = await spool.append(b"m v=1.0 1", 1)
+    second = await spool.append(b"m v=2.0 2", 1)
+    put_directory_in_place_of(tmp_path / first.name)
+    with pytest.raises(SpoolUnavailable, match=f"cannot delete spool segment {first.name}"):
+        await spool.remove(first)
+    assert spool.segments() == [second]
+    assert spool.points == 1
+    assert spool.size_bytes == second.size
+
+
+async def test_removing_a_segment_already_gone_is_not_an_error(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first = await spool.append(b"m v=1.0 1", 1)
+    (tmp_path / first.name).unlink()
+    await spool.remove(first)
+    assert spool.segments() == []
+    assert spool.points == 0
+
+
+async def test_a_shrunk_segment_whose_original_cannot_be_deleted_is_reported_and_wins(
+    tmp_path: Path,
+) -> None:
+    t = 1_700_000_000_000_000_000
+    spool = Spool(tmp_path)
+    first = await spool.append(f"m v=1.0 {t}\nm v=2.0 {t + 1}".encode(), 2)
+    put_directory_in_place_of(tmp_path / first.name)
+    with pytest.raises(SpoolUnavailable, match=f"cannot delete spool segment {first.name}"):
+        await spool.replace(first, f"m v=2.0 {t + 1}".encode(), 1)
+    (shrunk,) = spool.segments()
+    assert shrunk.points == 1
+    assert spool.points == 1
+    # The shortened copy is on disk under its own name: a restart replays it, not the original.
+    reopened = Spool(tmp_path)
+    await reopened.open()
+    assert reopened.segments() == [shrunk]
+    assert await reopened.read(shrunk) == f"m v=2.0 {t + 1}".encode()
+
+
+async def test_clearing_reports_segments_it_cannot_delete_and_deletes_the_rest(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    stuck = await spool.append(b"m v=1.0 1", 1)
+    gone = await spool.append(b"m v=2.0 2\nm v=3.0 3", 2)
+    put_directory_in_place_of(tmp_path / stuck.name)
+    with pytest.raises(SpoolUnavailable, match=stuck.name):
+        await spool.clear()
+    assert not (tmp_path / gone.name).exists()
+    assert spool.segments() == []
+    assert spool.points == 0
+
+
+async def test_a_failed_segment_write_leaves_neither_a_segment_nor_a_temporary_file(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    await spool.open()
+    # The next segment's final name is taken by a directory: the rename fails.
+    body = b"m v=1.0 1"
+    (tmp_path / spool_module.segment_name(0, 1, body)).mkdir()
+    with pytest.raises(SpoolUnavailable, match="cannot write to spool"):
+        await spool.append(body, 1)
+    assert os.listdir(tmp_path) == [spool_module.segment_name(0, 1, body)]
+    assert spool.segments() == []
+    assert spool.points == 0
+
+
+async def test_a_segment_that_cannot_be_read_is_reported(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    segment = await spool.append(b"m v=1.0 1", 1)
+    put_directory_in_place_of(tmp_path / segment.name)
+    with pytest.raises(SpoolUnavailable, match=f"cannot read spool segment {segment.name}"):
+        await spool.read(segment)
+
+
+async def test_an_empty_dead_letter_file_counts_none_and_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "dead_letter.jsonl"
+    path.write_bytes(b"")
+    letters = DeadLetterFile(path)
+    await letters.open()
+    assert letters.count == 0
+    assert not (tmp_path / "dead_letter.jsonl.torn").exists()
+    assert await letters.last() is None
+    assert await letters.read() == []
+
+
+async def test_a_torn_record_longer_than_the_tail_window_is_cut_off_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dead_letter.jsonl"
+    first = DeadLetterFile(path)
+    await first.append(reason="kept", line="m value=1 1", database="home")
+    fragment = b'{"time": "2026-01-01T00:00:00+00:00", "line": "' + b"x" * (1 << 17)
+    with path.open("ab") as file:
+        file.write(fragment)
+
+    letters = DeadLetterFile(path)
+    await letters.open()
+    assert [letter.reason for letter in await letters.read()] == ["kept"]
+    assert path.read_bytes().endswith(b"\n")
+    assert (tmp_path / "dead_letter.jsonl.torn").read_bytes() == fragment + b"\n"
+
+
+async def test_the_last_dead_letter_is_the_newest_readable_record(tmp_path: Path) -> None:
+    path = tmp_path / "dead_letter.jsonl"
+    letters = DeadLetterFile(path)
+    assert await letters.last() is None
+    assert await letters.read() == []
+    await letters.append(reason="older", line="m value=1 1", database="home")
+    await letters.append(reason="newest", line="m value=2 2", database="home")
+    with path.open("ab") as file:
+        file.write(b'{"not": "a dead letter"}\nnot json at all\n')
+    last = await letters.last()
+    assert last is not None
+    assert (last.reason, last.line, last.database) == ("newest", "m value=2 2", "home")
+
+
+async def test_unreadable_dead_letter_records_are_skipped_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dead_letter.jsonl"
+    letters = DeadLetterFile(path)
+    await letters.append(reason="first", line="m value=1 1", database="home")
+    with path.open("ab") as file:
+        file.write(b'{"time": "yesterday", "reason": "r", "line": "l", "database": "d"}\n')
+        file.write(b"[1, 2]\n")
+    await letters.append(reason="second", line="m value=2 2", database="home")
+    assert [letter.reason for letter in await letters.read()] == ["first", "second"]
+    assert caplog.text.count(f"Skipping an unreadable record in {path}") == 2

@@ -610,14 +610,15 @@ async def test_stats_changes_are_coalesced(
     assert seen[-1].points_written == 5000
 
 
-async def test_an_outage_is_logged_once_and_the_recovery_once(
+async def test_an_outage_is_logged_once_and_the_recovery_once_at_debug_level(
     client: InfluxClient,
     dead_client: InfluxClient,
     database: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="custom_components.ha_ingestor.writer")
+    """The integration logs outages at info, once per config entry; a writer only debugs."""
+    caplog.set_level(logging.DEBUG, logger="custom_components.ha_ingestor.writer")
     write = Switchable(dead_client)
     writer = make_writer(write, tmp_path, database, batch_size=100)
     writer.start()
@@ -628,10 +629,11 @@ async def test_an_outage_is_logged_once_and_the_recovery_once(
     await wait_until(lambda: writer.stats.points_written == 1000)
     await writer.stop()
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
-    assert len([m for level, m in messages if "unavailable" in m and level == logging.WARNING]) == 1
+    assert len([m for level, m in messages if "unavailable" in m and level == logging.DEBUG]) == 1
     assert (
-        len([m for level, m in messages if "available again" in m and level == logging.INFO]) == 1
+        len([m for level, m in messages if "available again" in m and level == logging.DEBUG]) == 1
     )
+    assert not [m for level, m in messages if level > logging.DEBUG]
 
 
 _name = st.text(st.sampled_from('ab "\\,= =\n\t#é'), min_size=1, max_size=8)
@@ -753,4 +755,129 @@ async def test_flushed_waits_until_no_older_point_is_held_in_memory_or_spool(
     assert count_rows(influxd, database) == 300
     # Newer points may still be held; they do not hold the barrier up.
     assert not writer.holds_before(cutover)
+    await writer.stop()
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [{"batch_size": 0}, {"concurrent_writes": 0}, {"batch_size": 100, "max_queue": 10}],
+)
+def test_a_writer_refuses_sizes_it_cannot_work_with(sizes: dict[str, int], tmp_path: Path) -> None:
+    async def write(_body: bytes) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="need batch_size >= 1"):
+        make_writer(write, tmp_path, "db", **sizes)
+
+
+async def test_a_stats_listener_that_fails_does_not_stop_the_writing(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[WriterStats] = []
+
+    def broken_listener(stats: WriterStats) -> None:
+        calls.append(stats)
+        raise RuntimeError("listener bug")
+
+    writer = make_writer(client.write, tmp_path, database, on_change=broken_listener)
+    writer.start()
+    for point in make_points(500):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 500)
+    await writer.stop()
+    assert count_rows(influxd, database) == 500
+    assert calls, "the listener was called"
+    assert "Error in the writer's stats listener" in caplog.text
+    assert "listener bug" in caplog.text
+
+
+async def test_an_unexpected_error_while_writing_keeps_the_points_for_a_later_delivery(
+    client: InfluxClient,
+    influxd: InfluxServer,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in the write path (not an InfluxDB error) must neither lose points nor stop."""
+    broken = True
+    calls = 0
+
+    async def write(body: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if broken:
+            raise RuntimeError("a bug in the write path")
+        await client.write(body)
+
+    writer = make_writer(write, tmp_path, database, batch_size=100, spool_interval=0.05)
+    writer.start()
+    for point in make_points(300):
+        writer.enqueue(point)
+    await wait_until(lambda: calls >= 3 and writer.stats.spooled_points == 300)
+    assert "unexpected: RuntimeError('a bug in the write path')" in (writer.stats.last_error or "")
+    assert "Unexpected error writing to InfluxDB" in caplog.text
+    broken = False
+    await wait_until(lambda: writer.stats.points_written == 300)
+    await writer.stop()
+    assert count_rows(influxd, database) == 300
+    assert writer.stats.points_dropped == 0
+    assert writer.stats.spooled_points == 0
+
+
+async def test_a_writer_runs_once_whether_started_or_run(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(client.write, tmp_path, database)
+    running = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)  # the task claims the writer
+    with pytest.raises(RuntimeError, match="already running"):
+        await writer.run()
+    for point in make_points(20):
+        writer.enqueue(point)
+    await wait_until(lambda: writer.stats.points_written == 20)
+    await writer.stop()
+    await running
+    assert count_rows(influxd, database) == 20
+
+
+async def test_a_writer_stopped_before_it_started_keeps_what_it_was_given(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    """Stopping a writer that never ran still spools its points instead of losing them."""
+    writer = make_writer(dead_client.write, tmp_path, database)
+    for point in make_points(40):
+        writer.enqueue(point)
+    await writer.stop()
+    assert writer.finished
+    assert writer.stats.points_dropped == 0
+    reopened = Spool(tmp_path / "spool")
+    await reopened.open()
+    assert reopened.points == 40
+
+
+async def test_a_point_enqueued_after_the_stop_is_dropped_counted_and_logged_once(
+    client: InfluxClient, database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = make_writer(client.write, tmp_path, database)
+    writer.start()
+    await writer.stop()
+    for point in make_points(3):
+        writer.enqueue(point)
+    assert writer.stats.points_dropped == 3
+    assert caplog.text.count("A point arrived after the writer stopped; it was dropped") == 1
+
+
+async def test_points_still_queued_count_for_holds_before(
+    dead_client: InfluxClient, database: str, tmp_path: Path
+) -> None:
+    writer = make_writer(dead_client.write, tmp_path, database)
+    points = make_points(10)
+    for point in points:
+        writer.enqueue(point)  # not started: they wait in the queue
+    assert writer.holds_before(points[0].time_ns + 1)
+    assert not writer.holds_before(points[0].time_ns)
     await writer.stop()

@@ -35,6 +35,9 @@ class IngestorData:
     migration: MigrationController
     storage_dir: Path
     signal: str
+    # Whether InfluxDB was reachable when last looked at: an outage and its end are logged
+    # once for the entry, whichever writer or backfill noticed it.
+    available: bool = True
 
 
 type IngestorConfigEntry = ConfigEntry[IngestorData]
@@ -52,6 +55,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     """Check the server, then start recording and resume any unfinished migration."""
     client = async_create_influx_client(hass, entry.data)
     placeholders = {"url": client.settings.url, "database": client.database}
+    reachable = True
     try:
         await client.ping()
         await client.validate()
@@ -70,11 +74,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     except CannotConnect as err:
         # Recording must not stop because the server is down: the writers spool to disk and
         # replay when it is back, so set up anyway (the connectivity sensor shows it).
-        _LOGGER.warning(
-            "InfluxDB at %s is not reachable (%s); recording to the spool until it is back",
-            client.settings.url,
-            err,
-        )
+        reachable = False
+        _log_unavailable(client, str(err))
 
     storage_dir = Path(hass.config.path(DOMAIN, entry.entry_id))
     try:
@@ -101,9 +102,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
         migration=migration,
         storage_dir=storage_dir,
         signal=signal,
+        available=reachable,
     )
     await migration.async_load()
-    await ingestion.async_start(migration.wanted_recordings)
+    await ingestion.async_start(migration.wanted_recordings, reachable=reachable)
     try:
         await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     except Exception:
@@ -171,10 +173,31 @@ async def _async_options_updated(hass: HomeAssistant, entry: IngestorConfigEntry
     await hass.config_entries.async_reload(entry.entry_id)
 
 
+def _log_unavailable(client: InfluxClient, error: str) -> None:
+    _LOGGER.info(
+        "InfluxDB at %s is unavailable (%s); recording to the spool until it is back",
+        client.settings.url,
+        error,
+    )
+
+
 @callback
 def _async_check_health(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
-    """Turn writer problems into a reauth flow or a repair issue, and clear them when fixed."""
-    stats = entry.runtime_data.ingestion.stats
+    """Turn writer problems into a reauth flow or a repair issue, and clear them when fixed;
+    log an outage and its end once each."""
+    data = entry.runtime_data
+    stats = data.ingestion.stats
+    available = stats.connected and data.migration.server_reachable
+    if available != data.available:
+        data.available = available
+        if available:
+            _LOGGER.info(
+                "InfluxDB at %s is available again; replaying %d spooled points",
+                data.client.settings.url,
+                stats.spooled_points,
+            )
+        else:
+            _log_unavailable(data.client, stats.last_error or "the backfill cannot reach it")
     if "invalid_auth" in stats.problems:
         entry.async_start_reauth(hass)
     issue_id = f"database_missing_{entry.entry_id}"

@@ -239,6 +239,8 @@ class Ingestion:
             RollupJob(client, interval=ROLLUP_INTERVAL) if ingestion.get(CONF_ROLLUPS) else None
         )
         self._rollup_task: asyncio.Task[None] | None = None
+        # What writers made now know of the server (False while setup's check found it down).
+        self._starting_reachable = True
 
     def use_recording_options(self, options: Mapping[str, Any]) -> None:
         """Take the write mode and optimized database of changed options (no restart)."""
@@ -268,17 +270,24 @@ class Ingestion:
         found |= {f"{r.layout}:{r.database} (retired)": w for r, w in sorted(self._retired.items())}
         return found
 
-    async def async_start(self, recordings: Iterable[Recording] | None = None) -> None:
+    async def async_start(
+        self, recordings: Iterable[Recording] | None = None, *, reachable: bool = True
+    ) -> None:
         """Start the writers (the configured ones unless told) and listen to state changes.
 
         Spools on disk that none of them owns get a retired writer that replays them.
+        ``reachable=False`` (setup found the server down) starts them disconnected.
         """
         wanted = self.configured_recordings if recordings is None else frozenset(recordings)
-        await self.async_set_recordings(wanted)
-        for recording in await self._async_leftover_spools():
-            if recording not in self._active and recording not in self._retired:
-                writer = await self._writer(recording)
-                self._retire(recording, writer)
+        self._starting_reachable = reachable
+        try:
+            await self.async_set_recordings(wanted)
+            for recording in await self._async_leftover_spools():
+                if recording not in self._active and recording not in self._retired:
+                    writer = await self._writer(recording)
+                    self._retire(recording, writer)
+        finally:
+            self._starting_reachable = True
         if self.rollups is not None:
             self._rollup_task = self._hass.async_create_background_task(
                 self.rollups.run(), f"{DOMAIN} rollups"
@@ -433,6 +442,7 @@ class Ingestion:
             to_point=to_point,
             time_of=_state_change_time,
             to_line=to_line,
+            reachable=self._starting_reachable,
         )
         writer.start()
         return writer

@@ -754,7 +754,8 @@ class Backfill:
                 self._reached(False)
                 window.abandoned = True
                 await blocks.put((window, None))
-                _LOGGER.warning(
+                # Debug only: the integration logs the outage once for the config entry.
+                _LOGGER.debug(
                     "Reading %s failed (%s); waiting for InfluxDB, then reading it again",
                     measurement,
                     err,

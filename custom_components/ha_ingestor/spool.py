@@ -1,6 +1,7 @@
 """Line protocol kept on disk: the spool of batches waiting for the server, and dead letters.
 
-All file access goes through aiofiles, so nothing here blocks Home Assistant's event loop.
+All file access runs in worker threads through aiofiles, so nothing here blocks Home
+Assistant's event loop; a segment is written, or read and checked, in one worker job.
 """
 
 import asyncio
@@ -35,8 +36,6 @@ DAMAGED_DIR = "damaged"
 # of the live recording (2001 to 2286).
 _TIMESTAMP = re.compile(rb" (-?\d+)$")
 _TIMESTAMP_DIGITS = 19
-
-_fsync = aiofiles.os.wrap(os.fsync)
 
 
 class SpoolError(Exception):
@@ -121,6 +120,35 @@ def _scan(directory: Path) -> list[Segment]:
 
 # One thread hop for the whole directory rather than one per file.
 _scan_directory = aiofiles.os.wrap(_scan)
+
+
+def _write_segment(final: Path, body: bytes) -> None:
+    """Write a segment under a temporary name, flush it to disk, then rename it into place
+    (runs in a worker thread: one hop instead of one per step). A failed write leaves no
+    temporary file behind when it can be removed, and never a segment under its final name.
+    """
+    temp = final.with_name(final.name + _TEMP_SUFFIX)
+    try:
+        with open(temp, "wb") as file:
+            file.write(body)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, final)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+
+
+def _read_segment(path: Path, segment: Segment) -> bytes:
+    """A segment's body, checked against its name (runs in a worker thread)."""
+    body = path.read_bytes()
+    check_body(segment, body)
+    return body
+
+
+_write_segment_file = aiofiles.os.wrap(_write_segment)
+_read_segment_file = aiofiles.os.wrap(_read_segment)
 
 
 class Spool:
@@ -214,14 +242,9 @@ class Spool:
     async def read(self, segment: Segment) -> bytes:
         """The body of a segment; SegmentDamaged when it does not match the segment's name."""
         try:
-            async with aiofiles.open(self.directory / segment.name, "rb") as file:
-                body: bytes = await file.read()
+            body: bytes = await _read_segment_file(self.directory / segment.name, segment)
         except OSError as err:
             raise SpoolUnavailable(f"cannot read spool segment {segment.name}: {err}") from err
-        if segment.crc is None and len(body) > 1 << 16:
-            await asyncio.get_running_loop().run_in_executor(None, check_body, segment, body)
-        else:
-            check_body(segment, body)
         return body
 
     async def set_aside(self, segment: Segment) -> Path:
@@ -239,14 +262,24 @@ class Spool:
             return target
 
     async def clear(self) -> int:
-        """Delete every segment (their points are not wanted any more); how many points."""
+        """Delete every segment (their points are not wanted any more); how many points.
+
+        Raises SpoolUnavailable when a file cannot be deleted; the index forgets it anyway.
+        """
         async with self._lock:
             await self._open()
             points = self._points
+            failed: list[str] = []
             for segment in list(self._segments.values()):
                 self._discard(segment)
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     await aiofiles.os.remove(self.directory / segment.name)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    failed.append(f"{segment.name}: {err}")
+            if failed:
+                raise SpoolUnavailable(f"cannot delete spool segments {'; '.join(failed)}")
             return points
 
     async def remove(self, segment: Segment) -> None:
@@ -296,17 +329,9 @@ class Spool:
         self._discard(segment)
 
     async def _write(self, segment: Segment, body: bytes) -> None:
-        final = self.directory / segment.name
-        temp = final.with_name(segment.name + _TEMP_SUFFIX)
         try:
-            async with aiofiles.open(temp, "wb") as file:
-                await file.write(body)
-                await file.flush()
-                await _fsync(file.fileno())
-            await aiofiles.os.replace(temp, final)
+            await _write_segment_file(self.directory / segment.name, body)
         except OSError as err:
-            with contextlib.suppress(OSError):
-                await aiofiles.os.remove(temp)
             raise SpoolUnavailable(f"cannot write to spool {self.directory}: {err}") from err
 
     def _add(self, segment: Segment) -> None:

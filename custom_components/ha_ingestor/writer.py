@@ -179,6 +179,8 @@ class PointWriter[T = Point]:
     - When the spool can't be written (or is full), points stay in memory up to
       ``max_memory_points`` (default ten times ``max_queue``); beyond that new points are
       dropped and counted.
+    - ``reachable=False`` says the server was found down before the writer started: it starts
+      disconnected (``cannot_connect``) rather than claim a connection it never had.
 
     ``on_change`` gets the new stats when they changed, at most every ``stats_interval``
     seconds, and at once when the connection or spool state changes.
@@ -208,6 +210,7 @@ class PointWriter[T = Point]:
         to_point: ToPoint[T] | None = None,
         time_of: TimeOf[T] | None = None,
         to_line: Encoder = encode,
+        reachable: bool = True,
     ) -> None:
         if batch_size < 1 or concurrent_writes < 1 or max_queue < batch_size:
             raise ValueError(
@@ -248,8 +251,8 @@ class PointWriter[T = Point]:
 
         self._points_written = 0
         self._points_dropped = 0
-        self._connected = True
-        self._problem: ServerProblem | None = None
+        self._connected = reachable
+        self._problem: ServerProblem | None = None if reachable else ServerProblem.CANNOT_CONNECT
         self._spool_error: str | None = None
         self._spool_retry_at = 0.0
         self._last_error: str | None = None
@@ -284,11 +287,6 @@ class PointWriter[T = Point]:
             last_error=self._last_error,
             damaged_points=self._damaged_points,
         )
-
-    @property
-    def retiring(self) -> bool:
-        """Whether the writer was retired and only delivers what it still holds."""
-        return self._retiring and not self._finished.is_set()
 
     @property
     def finished(self) -> bool:
@@ -872,7 +870,9 @@ class PointWriter[T = Point]:
             self._breaker.record_failure()
         self._set_error(f"{problem}: {err}")
         if self._connected or self._problem is not problem:
-            _LOGGER.warning(
+            # Debug only: the integration logs an outage once per config entry, however many
+            # writers it has (quality scale: log-when-unavailable).
+            _LOGGER.debug(
                 "InfluxDB database %s is unavailable (%s: %s); buffering points until it is back",
                 self.database,
                 problem,
@@ -887,7 +887,7 @@ class PointWriter[T = Point]:
         if not self._connected:
             self._connected = True
             self._problem = None
-            _LOGGER.info(
+            _LOGGER.debug(
                 "InfluxDB database %s is available again; replaying %d spooled points",
                 self.database,
                 self._spool.points,
