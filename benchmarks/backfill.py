@@ -36,28 +36,29 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from homeassistant.core import State  # noqa: E402
 
-from custom_components.ha_ingestor.generator import (  # noqa: E402
+from custom_components.ha_ingestor.engine.generator import (  # noqa: E402
     GeneratorConfig,
     Pattern,
     generate,
 )
-from custom_components.ha_ingestor.influx import (  # noqa: E402
+from custom_components.ha_ingestor.engine.influx import (  # noqa: E402
     ApiVersion,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions  # noqa: E402
-from custom_components.ha_ingestor.line_protocol import (  # noqa: E402
+from custom_components.ha_ingestor.engine.line_protocol import (  # noqa: E402
     encode,
     to_time_ns,
 )
-from custom_components.ha_ingestor.migration_engine import Backfill, discover  # noqa: E402
-from custom_components.ha_ingestor.migration_model import (  # noqa: E402
+from custom_components.ha_ingestor.engine.migration.backfill import Backfill  # noqa: E402
+from custom_components.ha_ingestor.engine.migration.discovery import discover  # noqa: E402
+from custom_components.ha_ingestor.engine.migration.model import (  # noqa: E402
     MigrationConfig,
     MigrationState,
     Phase,
 )
-from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.layouts.optimized import (  # noqa: E402
     LegacyTransform,
     OptimizedOptions,
 )

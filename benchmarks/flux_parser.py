@@ -31,8 +31,8 @@ from influxdb_client.client.flux_csv_parser import (  # noqa: E402
     FluxSerializationMode,
 )
 
-from custom_components.ha_ingestor.influx._stream import iter_lines  # noqa: E402
-from custom_components.ha_ingestor.influx.v2 import _AnnotatedCsv, rfc3339  # noqa: E402
+from custom_components.ha_ingestor.engine.influx._stream import iter_lines  # noqa: E402
+from custom_components.ha_ingestor.engine.influx.v2 import _AnnotatedCsv, rfc3339  # noqa: E402
 
 TABLES = 8
 CHUNK = 65_536

@@ -137,7 +137,7 @@ def state_changes(count: int, seed: int) -> list[StateChange]:
     Repeats of an entity's previous state and attributes are skipped: Home Assistant fires no
     state_changed for them, and the expected point count would be wrong.
     """
-    from custom_components.ha_ingestor.generator import (  # noqa: PLC0415 (see the imports)
+    from custom_components.ha_ingestor.engine.generator import (  # noqa: PLC0415 (see the imports)
         GeneratorConfig,
         Pattern,
         generate,
@@ -486,7 +486,7 @@ def _integration_under_test(integration: Integration) -> tuple[type, str] | None
         return InfluxThread, "_event_listener"
     if integration is Integration.OURS:
         import custom_components.ha_ingestor  # noqa: PLC0415, F401
-        from custom_components.ha_ingestor.ingest import Ingestion  # noqa: PLC0415
+        from custom_components.ha_ingestor.recording import Ingestion  # noqa: PLC0415
 
         return Ingestion, "_async_state_changed"
     return None

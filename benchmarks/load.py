@@ -50,17 +50,17 @@ from pytest_homeassistant_custom_component.common import (  # noqa: E402
 
 import custom_components.ha_ingestor  # noqa: E402, F401
 from custom_components.ha_ingestor.const import DOMAIN  # noqa: E402
-from custom_components.ha_ingestor.ingest import Ingestion  # noqa: E402
-from custom_components.ha_ingestor.legacy_layout import LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.engine.migration.discovery import is_optimized_series  # noqa: E402
+from custom_components.ha_ingestor.layouts.legacy import LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.layouts.optimized import (  # noqa: E402
+    OptimizedOptions,
+    to_optimized,
+)
 from custom_components.ha_ingestor.migration import (  # noqa: E402
     EVENT_MIGRATION,
     MigrationController,
 )
-from custom_components.ha_ingestor.migration_engine import is_optimized_series  # noqa: E402
-from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
-    OptimizedOptions,
-    to_optimized,
-)
+from custom_components.ha_ingestor.recording import Ingestion  # noqa: E402
 from tests.influx_server import (  # noqa: E402
     ADMIN_PASSWORD,
     ADMIN_USER,

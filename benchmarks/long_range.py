@@ -48,22 +48,22 @@ from benchmarks.storage import (  # noqa: E402
     disk_bytes,
     tsm_bytes,
 )
-from custom_components.ha_ingestor.influx import (  # noqa: E402
+from custom_components.ha_ingestor.engine.influx import (  # noqa: E402
     ApiVersion,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions  # noqa: E402
-from custom_components.ha_ingestor.line_protocol import encode  # noqa: E402
-from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
-    OptimizedOptions,
-    to_optimized,
-)
-from custom_components.ha_ingestor.rollups import (  # noqa: E402
+from custom_components.ha_ingestor.engine.line_protocol import encode  # noqa: E402
+from custom_components.ha_ingestor.engine.rollups import (  # noqa: E402
     DAY_NS,
     Resolution,
     RollupBuilder,
     build_rollups,
+)
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.layouts.optimized import (  # noqa: E402
+    OptimizedOptions,
+    to_optimized,
 )
 from tests.influx_server import InfluxServer, running_influxd  # noqa: E402
 

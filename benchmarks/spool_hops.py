@@ -38,7 +38,7 @@ import aiofiles.os
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from custom_components.ha_ingestor.spool import (  # noqa: E402
+from custom_components.ha_ingestor.engine.spool import (  # noqa: E402
     Segment,
     Spool,
     SpoolUnavailable,

@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from homeassistant.core import State  # noqa: E402
 
-from custom_components.ha_ingestor.generator import (  # noqa: E402
+from custom_components.ha_ingestor.engine.generator import (  # noqa: E402
     GeneratorConfig,
     Pattern,
     generate,
 )
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions  # noqa: E402
-from custom_components.ha_ingestor.line_protocol import Point, encode  # noqa: E402
-from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
+from custom_components.ha_ingestor.engine.line_protocol import Point, encode  # noqa: E402
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.layouts.optimized import (  # noqa: E402
     OptimizedOptions,
     to_optimized,
 )

@@ -34,16 +34,16 @@ sys.path.insert(0, str(ROOT))
 import voluptuous as vol  # noqa: E402
 import yaml  # noqa: E402
 
-from custom_components.ha_ingestor.dashboard_translation import (  # noqa: E402
-    DashboardTranslator,
-    Outcome,
-)
-from custom_components.ha_ingestor.legacy_layout import LegacyOptions  # noqa: E402
-from custom_components.ha_ingestor.optimized_layout import (  # noqa: E402
+from custom_components.ha_ingestor.layouts.legacy import LegacyOptions  # noqa: E402
+from custom_components.ha_ingestor.layouts.optimized import (  # noqa: E402
     DEFAULT_ALLOWED_ATTRIBUTES,
     OptimizedOptions,
 )
-from custom_components.ha_ingestor.query_translation import (  # noqa: E402
+from custom_components.ha_ingestor.translation.dashboard import (  # noqa: E402
+    DashboardTranslator,
+    Outcome,
+)
+from custom_components.ha_ingestor.translation.query import (  # noqa: E402
     CATALOG_DOMAINS_QUERY,
     LegacyCatalog,
     QueryTranslator,

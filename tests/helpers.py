@@ -10,13 +10,13 @@ from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.influx import (
     ApiVersion,
     InfluxClient,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.line_protocol import Point
+from custom_components.ha_ingestor.engine.line_protocol import Point
 
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
 

@@ -20,7 +20,7 @@ import urllib.parse
 
 from aiohttp import ClientSession, web
 
-from custom_components.ha_ingestor.influx.v1 import quote_ident, quote_literal
+from custom_components.ha_ingestor.engine.influx.v1 import quote_ident, quote_literal
 
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
 

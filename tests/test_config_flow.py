@@ -197,7 +197,7 @@ async def test_v1_flow_reports_unexpected_errors(
     # An unexpected failure cannot be provoked on a healthy server, so this one is injected.
     flow_id = await start_v1_flow(hass)
     with patch(
-        "custom_components.ha_ingestor.influx.v1.InfluxV1Client.validate",
+        "custom_components.ha_ingestor.engine.influx.v1.InfluxV1Client.validate",
         side_effect=RuntimeError("boom"),
     ):
         result = await hass.config_entries.flow.async_configure(

@@ -22,9 +22,8 @@ from influxdb.line_protocol import make_line
 from influxdb_client import Point as V2Point
 import pytest
 
-from custom_components.ha_ingestor.influx import InfluxClient
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import (
+from custom_components.ha_ingestor.engine.influx import InfluxClient
+from custom_components.ha_ingestor.engine.line_protocol import (
     Point,
     as_stored_text,
     encode,
@@ -34,7 +33,8 @@ from custom_components.ha_ingestor.line_protocol import (
     stored_by_influxdb_v1,
     stored_name,
 )
-from custom_components.ha_ingestor.optimized_layout import (
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import (
     LegacyTransform,
     OptimizedLayout,
     OptimizedOptions,

@@ -21,9 +21,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 import pytest
 
-from custom_components.ha_ingestor import migration_engine
 from custom_components.ha_ingestor.const import DOMAIN, SECTION_LEGACY
-from custom_components.ha_ingestor.line_protocol import Point
+from custom_components.ha_ingestor.engine.line_protocol import Point
+from custom_components.ha_ingestor.engine.migration import validation
 
 from .helpers import entry_for, setup_entry, stored_points
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
@@ -200,7 +200,7 @@ async def run_migration_into(
     """Record history with core and ha_ingestor, migrate A into C, record more states while
     the migration waits for its cleanup; the migrating entry and the states recorded."""
     # Points become pairs to validate as soon as they are both written.
-    monkeypatch.setattr(migration_engine, "LIVE_SETTLE_NS", 0)
+    monkeypatch.setattr(validation, "LIVE_SETTLE_NS", 0)
     await start_core(hass, influxd, databases["A"])
     recorder = await setup_entry(hass, entry_for(influxd, databases["D"]))
     await set_options(

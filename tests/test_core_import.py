@@ -23,7 +23,7 @@ from custom_components.ha_ingestor.const import (
     SECTION_LEGACY,
 )
 from custom_components.ha_ingestor.core_influxdb import from_core_config
-from custom_components.ha_ingestor.ingest import legacy_options
+from custom_components.ha_ingestor.recording import legacy_options
 
 from .helpers import setup_entry
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer

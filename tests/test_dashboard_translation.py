@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from custom_components.ha_ingestor.dashboard_translation import (
+from custom_components.ha_ingestor.layouts.legacy import LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import OptimizedOptions
+from custom_components.ha_ingestor.translation.dashboard import (
     DashboardTranslator,
     Outcome,
     render_builder_query,
 )
-from custom_components.ha_ingestor.legacy_layout import LegacyOptions
-from custom_components.ha_ingestor.optimized_layout import OptimizedOptions
-from custom_components.ha_ingestor.query_translation import LegacyCatalog, QueryTranslator
+from custom_components.ha_ingestor.translation.query import LegacyCatalog, QueryTranslator
 
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
 

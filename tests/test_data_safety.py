@@ -22,11 +22,12 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ha_ingestor import ingest, migration, migration_engine
+from custom_components.ha_ingestor import migration, recording as ingest
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.line_protocol import Point, to_time_ns
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
-from custom_components.ha_ingestor.writer import PointWriter
+from custom_components.ha_ingestor.engine.line_protocol import Point, to_time_ns
+from custom_components.ha_ingestor.engine.migration import removal
+from custom_components.ha_ingestor.engine.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.engine.writer import PointWriter
 
 from .faulty_proxy import FaultyProxy
 from .helpers import entry_for, eventually, ingest_options, setup_entry, stored_points
@@ -51,8 +52,8 @@ def fast_recovery(monkeypatch: pytest.MonkeyPatch) -> None:
         "PointWriter",
         functools.partial(PointWriter, spool_interval=1.0, stats_interval=0.1),
     )
-    monkeypatch.setattr(migration_engine, "DELETE_BACKOFF", Backoff(base=0.05, maximum=0.2))
-    monkeypatch.setattr(migration_engine, "DELETE_ATTEMPTS", 3)
+    monkeypatch.setattr(removal, "DELETE_BACKOFF", Backoff(base=0.05, maximum=0.2))
+    monkeypatch.setattr(removal, "DELETE_ATTEMPTS", 3)
     monkeypatch.setattr(migration, "_REMOVAL_RETRY_SECONDS", 0.5)
 
 

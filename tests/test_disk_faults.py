@@ -14,10 +14,10 @@ import subprocess
 
 import pytest
 
-from custom_components.ha_ingestor.influx import InfluxClient
-from custom_components.ha_ingestor.line_protocol import Point, encode
-from custom_components.ha_ingestor.spool import DAMAGED_DIR, DeadLetterFile, Spool
-from custom_components.ha_ingestor.writer import PointWriter
+from custom_components.ha_ingestor.engine.influx import InfluxClient
+from custom_components.ha_ingestor.engine.line_protocol import Point, encode
+from custom_components.ha_ingestor.engine.spool import DAMAGED_DIR, DeadLetterFile, Spool
+from custom_components.ha_ingestor.engine.writer import PointWriter
 
 from . import test_writer
 from .influx_server import InfluxServer

@@ -28,15 +28,15 @@ from influxdb_client.client.flux_csv_parser import (
 from influxdb_client.client.flux_table import FluxColumn, FluxTable
 import pytest
 
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.influx import (
     Aggregate,
     ApiVersion,
     QueryFailed,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.influx._stream import iter_lines
-from custom_components.ha_ingestor.influx.v2 import (
+from custom_components.ha_ingestor.engine.influx._stream import iter_lines
+from custom_components.ha_ingestor.engine.influx.v2 import (
     _FLUX_META,
     _AnnotatedCsv,
     _Tag,

@@ -14,7 +14,7 @@ from homeassistant.core import valid_entity_id
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.generator import (
+from custom_components.ha_ingestor.engine.generator import (
     MAX_ENTITIES,
     MAX_EVENTS,
     MIN_ENTITY_GAP,

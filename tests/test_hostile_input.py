@@ -29,21 +29,26 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 from yarl import URL
 
-from custom_components.ha_ingestor import ingest, services
+from custom_components.ha_ingestor import recording as ingest, services
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.generator import MAX_ENTITIES, MAX_EVENTS, Pattern, generate
-from custom_components.ha_ingestor.ingest import Ingestion
-from custom_components.ha_ingestor.line_protocol import (
+from custom_components.ha_ingestor.engine.generator import (
+    MAX_ENTITIES,
+    MAX_EVENTS,
+    Pattern,
+    generate,
+)
+from custom_components.ha_ingestor.engine.line_protocol import (
     Point,
     encode_batch,
     sanitize_name,
     stored_by_influxdb_v1,
 )
+from custom_components.ha_ingestor.engine.migration.model import MigrationConfig, Phase
+from custom_components.ha_ingestor.engine.writer import PointWriter
 from custom_components.ha_ingestor.migration import EVENT_MIGRATION
-from custom_components.ha_ingestor.migration_model import MigrationConfig, Phase
+from custom_components.ha_ingestor.recording import Ingestion
 from custom_components.ha_ingestor.rehearsal import GenerationResult
 from custom_components.ha_ingestor.services import MAX_HISTORY_DAYS, MAX_LIVE_EVENTS
-from custom_components.ha_ingestor.writer import PointWriter
 
 from .helpers import (
     admin_client,

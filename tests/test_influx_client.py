@@ -6,7 +6,7 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.influx import (
     Aggregate,
     AggregateRow,
     ApiVersion,
@@ -18,9 +18,9 @@ from custom_components.ha_ingestor.influx import (
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.influx.v1 import CHUNK_SIZE, quote_ident, quote_literal
-from custom_components.ha_ingestor.influx.v2 import flux_string, parse_rfc3339_ns, rfc3339
-from custom_components.ha_ingestor.line_protocol import Point, encode_batch
+from custom_components.ha_ingestor.engine.influx.v1 import CHUNK_SIZE, quote_ident, quote_literal
+from custom_components.ha_ingestor.engine.influx.v2 import flux_string, parse_rfc3339_ns, rfc3339
+from custom_components.ha_ingestor.engine.line_protocol import Point, encode_batch
 
 from .conftest import V2_ORG as ORG, V2_TOKEN as TOKEN
 from .helpers import admin_settings

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.influx import (
     ApiVersion,
     InfluxClient,
     ServerSettings,

@@ -5,7 +5,7 @@ import contextlib
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.influxql import (
+from custom_components.ha_ingestor.engine.influxql import (
     Binary,
     Call,
     Identifier,

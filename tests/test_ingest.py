@@ -10,13 +10,13 @@ from homeassistant.helpers import area_registry as ar, entity_registry as er
 import pytest
 
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import (
+from custom_components.ha_ingestor.engine.line_protocol import (
     Point,
     sanitize_name,
     stored_by_influxdb_v1,
 )
-from custom_components.ha_ingestor.optimized_layout import OptimizedLayout, OptimizedOptions
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import OptimizedLayout, OptimizedOptions
 
 from .helpers import count, entry_for, eventually, ingest_options, setup_entry, stored_points
 from .influx_server import InfluxServer, running_influxd

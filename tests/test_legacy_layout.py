@@ -17,12 +17,12 @@ from homeassistant.core import Event, State
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.legacy_layout import (
+from custom_components.ha_ingestor.engine.line_protocol import Point, to_time_ns
+from custom_components.ha_ingestor.layouts.legacy import (
     EntityCustomization,
     LegacyLayout,
     LegacyOptions,
 )
-from custom_components.ha_ingestor.line_protocol import Point, to_time_ns
 
 TIME_FIRED = datetime(2025, 4, 1, 12, 30, 45, 123456, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.line_protocol import (
+from custom_components.ha_ingestor.engine.line_protocol import (
     Point,
     encode,
     encode_batch,

@@ -18,47 +18,47 @@ import aiohttp
 from homeassistant.core import State
 import pytest
 
-from custom_components.ha_ingestor.generator import GeneratorConfig, Pattern, generate
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.generator import GeneratorConfig, Pattern, generate
+from custom_components.ha_ingestor.engine.influx import (
     ApiVersion,
     InfluxClient,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import (
+from custom_components.ha_ingestor.engine.line_protocol import (
     Point,
     encode_batch,
     encode_like_core_v1,
     to_time_ns,
 )
-from custom_components.ha_ingestor.migration_engine import (
-    Backfill,
-    BackfillOutcome,
+from custom_components.ha_ingestor.engine.migration.backfill import Backfill, BackfillOutcome
+from custom_components.ha_ingestor.engine.migration.discovery import (
     DiscoveredSource,
-    Validator,
-    clean_legacy,
     discover,
-    in_sample,
-    inventory_optimized,
     is_optimized_series,
     legacy_entity_id,
-    remove_migrated,
 )
-from custom_components.ha_ingestor.migration_ledger import Layout, MigrationLedger, Recording
-from custom_components.ha_ingestor.migration_model import (
+from custom_components.ha_ingestor.engine.migration.ledger import Layout, MigrationLedger, Recording
+from custom_components.ha_ingestor.engine.migration.model import (
     MigrationConfig,
     MigrationState,
     Phase,
     Strategy,
     backfill_rate_limit,
 )
-from custom_components.ha_ingestor.optimized_layout import (
+from custom_components.ha_ingestor.engine.migration.removal import (
+    clean_legacy,
+    inventory_optimized,
+    remove_migrated,
+)
+from custom_components.ha_ingestor.engine.migration.validation import Validator, in_sample
+from custom_components.ha_ingestor.engine.retry import Backoff, RetryPolicy, Timer
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import (
     LegacyTransform,
     OptimizedLayout,
     OptimizedOptions,
 )
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy, Timer
 
 from .conftest import V2_ORG, V2_TOKEN
 from .helpers import admin_client

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.migration_ledger import (
+from custom_components.ha_ingestor.engine.migration.ledger import (
     DAY_NS,
     END_OF_TIME,
     Deletion,
@@ -21,7 +21,7 @@ from custom_components.ha_ingestor.migration_ledger import (
     spans_from_days,
     subtract_spans,
 )
-from custom_components.ha_ingestor.migration_model import (
+from custom_components.ha_ingestor.engine.migration.model import (
     BackfillCheckpoint,
     MigrationState,
     Phase,

@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 import pytest
 import yaml
 
-from custom_components.ha_ingestor.line_protocol import to_time_ns
-from custom_components.ha_ingestor.migration_model import (
+from custom_components.ha_ingestor.engine.line_protocol import to_time_ns
+from custom_components.ha_ingestor.engine.migration.model import (
     INT_LIMITS,
     MIN_ERROR_RATE_SAMPLE,
     BackfillCheckpoint,

@@ -14,9 +14,9 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.legacy_layout import LegacyOptions
-from custom_components.ha_ingestor.line_protocol import Point
-from custom_components.ha_ingestor.optimized_layout import OptimizedOptions, to_optimized
+from custom_components.ha_ingestor.engine.line_protocol import Point
+from custom_components.ha_ingestor.layouts.legacy import LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import OptimizedOptions, to_optimized
 
 from .helpers import entry_for, eventually, setup_entry, stored_points
 from .influx_server import InfluxServer

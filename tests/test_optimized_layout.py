@@ -14,12 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import pytest
 import voluptuous as vol
 
-from custom_components.ha_ingestor.influx import SeriesBlock
-from custom_components.ha_ingestor.legacy_layout import (
-    LegacyLayout,
-    LegacyOptions,
-)
-from custom_components.ha_ingestor.line_protocol import (
+from custom_components.ha_ingestor.engine.influx import SeriesBlock
+from custom_components.ha_ingestor.engine.line_protocol import (
     FieldValue,
     Point,
     as_stored_text,
@@ -30,7 +26,11 @@ from custom_components.ha_ingestor.line_protocol import (
     stored_by_influxdb_v1,
     to_time_ns,
 )
-from custom_components.ha_ingestor.optimized_layout import (
+from custom_components.ha_ingestor.layouts.legacy import (
+    LegacyLayout,
+    LegacyOptions,
+)
+from custom_components.ha_ingestor.layouts.optimized import (
     DEFAULT_ALLOWED_ATTRIBUTES,
     IDENTITY_ATTRIBUTES,
     AreaLookup,

@@ -23,12 +23,12 @@ from typing import Any
 from homeassistant.core import State
 import pytest
 
-from custom_components.ha_ingestor.dashboard_translation import DashboardTranslator, Outcome
-from custom_components.ha_ingestor.generator import GeneratorConfig, Pattern, generate
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import encode
-from custom_components.ha_ingestor.optimized_layout import OptimizedOptions, to_optimized
-from custom_components.ha_ingestor.query_translation import (
+from custom_components.ha_ingestor.engine.generator import GeneratorConfig, Pattern, generate
+from custom_components.ha_ingestor.engine.line_protocol import encode
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import OptimizedOptions, to_optimized
+from custom_components.ha_ingestor.translation.dashboard import DashboardTranslator, Outcome
+from custom_components.ha_ingestor.translation.query import (
     CATALOG_DOMAINS_QUERY,
     LegacyCatalog,
     QueryTranslator,

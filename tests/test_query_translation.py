@@ -5,9 +5,9 @@ import re
 from hypothesis import assume, given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.legacy_layout import LegacyOptions
-from custom_components.ha_ingestor.optimized_layout import OptimizedOptions
-from custom_components.ha_ingestor.query_translation import (
+from custom_components.ha_ingestor.layouts.legacy import LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import OptimizedOptions
+from custom_components.ha_ingestor.translation.query import (
     LegacyCatalog,
     QuerySyntaxError,
     QueryTranslator,

@@ -24,11 +24,11 @@ import orjson
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ha_ingestor import connection, ingest, migration_engine
+from custom_components.ha_ingestor import connection, migration, recording as ingest
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.influx import ServerSettings
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
-from custom_components.ha_ingestor.writer import PointWriter
+from custom_components.ha_ingestor.engine.influx import ServerSettings
+from custom_components.ha_ingestor.engine.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.engine.writer import PointWriter
 
 from .faulty_proxy import CLIENT_TIMEOUT, Fault, FaultyProxy
 from .helpers import (
@@ -447,9 +447,7 @@ async def test_spool_left_by_an_abrupt_stop_is_replayed_exactly_once(
 @pytest.fixture
 def fast_backfill(monkeypatch: pytest.MonkeyPatch) -> None:
     """The backfill waits out an outage with the same compressed policy as the writers."""
-    monkeypatch.setattr(
-        migration_engine, "Backfill", functools.partial(migration_engine.Backfill, retry=FAST)
-    )
+    monkeypatch.setattr(migration, "Backfill", functools.partial(migration.Backfill, retry=FAST))
 
 
 async def test_backfill_survives_influxd_killed_three_times_and_copies_exactly(

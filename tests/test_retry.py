@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from custom_components.ha_ingestor.influx.errors import CannotConnect, InvalidAuth
-from custom_components.ha_ingestor.retry import (
+from custom_components.ha_ingestor.engine.influx.errors import CannotConnect, InvalidAuth
+from custom_components.ha_ingestor.engine.retry import (
     Backoff,
     CircuitBreaker,
     CircuitState,

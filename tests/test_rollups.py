@@ -19,27 +19,32 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ha_ingestor import ingest
+from custom_components.ha_ingestor import recording as ingest
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.influx import (
     ApiVersion,
     InfluxClient,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch, to_time_ns
-from custom_components.ha_ingestor.migration_engine import (
-    BackfillOutcome,
-    Validator,
-    inventory_optimized,
-    remove_migrated,
+from custom_components.ha_ingestor.engine.line_protocol import (
+    Point,
+    encode,
+    encode_batch,
+    to_time_ns,
 )
-from custom_components.ha_ingestor.migration_model import (
+from custom_components.ha_ingestor.engine.migration.backfill import BackfillOutcome
+from custom_components.ha_ingestor.engine.migration.model import (
     BackfillCheckpoint,
     MigrationState,
 )
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
-from custom_components.ha_ingestor.rollups import (
+from custom_components.ha_ingestor.engine.migration.removal import (
+    inventory_optimized,
+    remove_migrated,
+)
+from custom_components.ha_ingestor.engine.migration.validation import Validator
+from custom_components.ha_ingestor.engine.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.engine.rollups import (
     HOUR_NS,
     MINUTE_NS,
     build_rollups,
@@ -47,7 +52,7 @@ from custom_components.ha_ingestor.rollups import (
     rollups_of,
     written_span,
 )
-from custom_components.ha_ingestor.writer import PointWriter
+from custom_components.ha_ingestor.engine.writer import PointWriter
 
 from .conftest import V2_ORG, V2_TOKEN
 from .faulty_proxy import FaultyProxy

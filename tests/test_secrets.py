@@ -39,10 +39,10 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 import voluptuous as vol
 
-from custom_components.ha_ingestor import connection, ingest
+from custom_components.ha_ingestor import connection, recording as ingest
 from custom_components.ha_ingestor.const import DOMAIN
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
-from custom_components.ha_ingestor.writer import PointWriter
+from custom_components.ha_ingestor.engine.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.engine.writer import PointWriter
 
 from .conftest import V2_ORG, V2_TOKEN
 from .helpers import count, eventually

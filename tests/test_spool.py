@@ -11,8 +11,8 @@ import zlib
 import aiofiles
 import pytest
 
-from custom_components.ha_ingestor import spool as spool_module
-from custom_components.ha_ingestor.spool import (
+from custom_components.ha_ingestor.engine import spool as spool_module
+from custom_components.ha_ingestor.engine.spool import (
     DeadLetterFile,
     SegmentDamaged,
     Spool,

@@ -16,16 +16,20 @@ import aiohttp
 from homeassistant.core import State
 import pytest
 
-from custom_components.ha_ingestor.influx import InfluxClient
-from custom_components.ha_ingestor.legacy_layout import LegacyLayout, LegacyOptions
-from custom_components.ha_ingestor.line_protocol import encode, encode_like_core_v1, to_time_ns
-from custom_components.ha_ingestor.migration_engine import Validator
-from custom_components.ha_ingestor.migration_model import (
+from custom_components.ha_ingestor.engine.influx import InfluxClient
+from custom_components.ha_ingestor.engine.line_protocol import (
+    encode,
+    encode_like_core_v1,
+    to_time_ns,
+)
+from custom_components.ha_ingestor.engine.migration.model import (
     MigrationConfig,
     MigrationState,
     Phase,
 )
-from custom_components.ha_ingestor.optimized_layout import (
+from custom_components.ha_ingestor.engine.migration.validation import Validator
+from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions
+from custom_components.ha_ingestor.layouts.optimized import (
     LegacyTransform,
     OptimizedLayout,
     OptimizedOptions,

@@ -15,16 +15,16 @@ import aiohttp
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.ha_ingestor.influx import (
+from custom_components.ha_ingestor.engine.influx import (
     ApiVersion,
     InfluxClient,
     ServerSettings,
     create_client,
 )
-from custom_components.ha_ingestor.line_protocol import Point, encode, encode_batch
-from custom_components.ha_ingestor.retry import Backoff, RetryPolicy
-from custom_components.ha_ingestor.spool import DeadLetterFile, Spool
-from custom_components.ha_ingestor.writer import (
+from custom_components.ha_ingestor.engine.line_protocol import Point, encode, encode_batch
+from custom_components.ha_ingestor.engine.retry import Backoff, RetryPolicy
+from custom_components.ha_ingestor.engine.spool import DeadLetterFile, Spool
+from custom_components.ha_ingestor.engine.writer import (
     PointWriter,
     ServerProblem,
     WriterStats,
@@ -618,7 +618,7 @@ async def test_an_outage_is_logged_once_and_the_recovery_once_at_debug_level(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The integration logs outages at info, once per config entry; a writer only debugs."""
-    caplog.set_level(logging.DEBUG, logger="custom_components.ha_ingestor.writer")
+    caplog.set_level(logging.DEBUG, logger="custom_components.ha_ingestor.engine.writer")
     write = Switchable(dead_client)
     writer = make_writer(write, tmp_path, database, batch_size=100)
     writer.start()

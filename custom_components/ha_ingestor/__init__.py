@@ -16,9 +16,9 @@ from homeassistant.helpers.typing import ConfigType
 
 from .connection import async_create_influx_client
 from .const import DOMAIN
-from .influx import CannotConnect, DatabaseNotFound, InfluxClient, InvalidAuth
-from .ingest import Ingestion
+from .engine.influx import CannotConnect, DatabaseNotFound, InfluxClient, InvalidAuth
 from .migration import STORE_VERSION, MigrationController
+from .recording import Ingestion
 
 _LOGGER = logging.getLogger(__name__)
 

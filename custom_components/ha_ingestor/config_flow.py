@@ -81,7 +81,7 @@ from .const import (
     WriteMode,
 )
 from .core_influxdb import CoreConfig, async_find_core_config
-from .influx import (
+from .engine.influx import (
     ApiVersion,
     CannotConnect,
     DatabaseNotFound,
@@ -90,10 +90,10 @@ from .influx import (
     TlsMismatch,
     WrongApiVersion,
 )
-from .ingest import allowed_attributes, optimized_options
-from .legacy_layout import LegacyOptions
-from .migration_model import INT_LIMITS, ConfigError, MigrationConfig
-from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, RESERVED_NAMES
+from .engine.migration.model import INT_LIMITS, ConfigError, MigrationConfig
+from .layouts.legacy import LegacyOptions
+from .layouts.optimized import DEFAULT_ALLOWED_ATTRIBUTES, RESERVED_NAMES
+from .recording import allowed_attributes, optimized_options
 
 _LOGGER = logging.getLogger(__name__)
 

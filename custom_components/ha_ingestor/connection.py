@@ -17,7 +17,7 @@ from .const import (
     CONF_USERNAME,
     CONF_VERIFY_SSL,
 )
-from .influx import ApiVersion, InfluxClient, ServerSettings, create_client
+from .engine.influx import ApiVersion, InfluxClient, ServerSettings, create_client
 
 
 def server_settings(data: Mapping[str, Any]) -> ServerSettings:

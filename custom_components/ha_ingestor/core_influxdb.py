@@ -44,7 +44,7 @@ from .const import (
     SECTION_INGESTION,
     SECTION_LEGACY,
 )
-from .influx import ApiVersion
+from .engine.influx import ApiVersion
 
 _LOGGER = logging.getLogger(__name__)
 

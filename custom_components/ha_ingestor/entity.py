@@ -7,7 +7,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 
 from . import IngestorConfigEntry
 from .const import DOMAIN
-from .influx import ApiVersion
+from .engine.influx import ApiVersion
 
 
 class IngestorEntity(Entity):

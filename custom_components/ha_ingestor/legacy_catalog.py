@@ -2,8 +2,8 @@
 
 import asyncio
 
-from .influx import InfluxClient
-from .query_translation import DOMAIN, ENTITY_ID, LegacyCatalog, looks_like_entity_id
+from .engine.influx import InfluxClient
+from .translation.query import DOMAIN, ENTITY_ID, LegacyCatalog, looks_like_entity_id
 
 # SHOW TAG VALUES queries in flight at once.
 CONCURRENT_READS = 4

@@ -33,7 +33,6 @@ from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
-from . import migration_engine as engine
 from .const import (
     CONF_OPTIMIZED_DATABASE,
     CONF_ROLLUPS,
@@ -44,11 +43,12 @@ from .const import (
     SECTION_MIGRATION,
     WriteMode,
 )
-from .influx import CannotConnect, InfluxClient, InfluxError
-from .ingest import Ingestion, area_lookup, legacy_options, optimized_options
-from .line_protocol import to_time_ns
-from .migration_ledger import Layout, MigrationLedger, Recording
-from .migration_model import (
+from .engine.influx import CannotConnect, InfluxClient, InfluxError
+from .engine.line_protocol import to_time_ns
+from .engine.migration.backfill import Backfill, BackfillOutcome
+from .engine.migration.discovery import DiscoveredSource, discover, measure_read_rate
+from .engine.migration.ledger import Layout, MigrationLedger, Recording
+from .engine.migration.model import (
     MigrationConfig,
     MigrationState,
     Phase,
@@ -62,9 +62,12 @@ from .migration_model import (
     start_migration,
     transition,
 )
-from .optimized_layout import LegacyTransform
+from .engine.migration.removal import clean_legacy, inventory_optimized, remove_migrated
+from .engine.migration.validation import Validator
+from .engine.spool import DeadLetterFile
+from .layouts.optimized import LegacyTransform
+from .recording import Ingestion, area_lookup, legacy_options, optimized_options
 from .repairs import FIX_ACTIONS
-from .spool import DeadLetterFile
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ class MigrationController:
         self._removal: asyncio.Task[None] | None = None
         # The backfill running now: its counters move with every batch, the state's with
         # every recorded window.
-        self._backfill: engine.Backfill | None = None
+        self._backfill: Backfill | None = None
         self._throughput = ThroughputWindow()
         # Points per second of this entry's last backfill (saved), for dry-run estimates.
         self._measured_rate: float | None = None
@@ -163,7 +166,7 @@ class MigrationController:
         # False while a running backfill cannot reach InfluxDB (it waits for it).
         self.server_reachable = True
         # What preparation discovered; after a restart the backfill discovers it again.
-        self._source: engine.DiscoveredSource | None = None
+        self._source: DiscoveredSource | None = None
 
     # What the entities show. A rolled-back run's figures describe data that is gone, so
     # after a rollback they read as before any migration.
@@ -429,10 +432,10 @@ class MigrationController:
 
     async def _async_dry_run(self, config: MigrationConfig, target: str) -> ServiceResponse:
         """The plan, summary first, with a time estimate from a measured rate."""
-        summary = await engine.discover(self._client, self._client.database, config)
+        summary = await discover(self._client, self._client.database, config)
         rate, basis = self._measured_rate, "last_backfill"
         if rate is None:
-            read_rate = await engine.measure_read_rate(self._client, self._client.database, summary)
+            read_rate = await measure_read_rate(self._client, self._client.database, summary)
             if read_rate is not None:
                 rate, basis = read_rate * _BACKFILL_SHARE_OF_READ, "read_measured_now"
         details = plan(config, summary, points_per_second=rate).as_dict()
@@ -635,11 +638,9 @@ class MigrationController:
         # deliver what they hold for it first, then count it.
         now_ns = to_time_ns(dt_util.utcnow())
         await self._ingestion.async_flushed(Recording(Layout.OPTIMIZED, target), now_ns)
-        ledger.preexisting = await engine.inventory_optimized(
-            self._client, target, before_ns=now_ns
-        )
+        ledger.preexisting = await inventory_optimized(self._client, target, before_ns=now_ns)
         ledger.inventoried_ns = now_ns
-        summary = await engine.discover(self._client, self._client.database, state.config)
+        summary = await discover(self._client, self._client.database, state.config)
         self._source = summary
         state.estimated_total_points = sum(series.point_count for series in summary.series)
         await self._async_save()
@@ -670,7 +671,7 @@ class MigrationController:
             # what preparation discovered does not know them.
             await self._ingestion.async_flushed(legacy, state.cutover_ns)
             source = None
-        backfill = engine.Backfill(
+        backfill = Backfill(
             self._client,
             state,
             transform=self._transform(),
@@ -700,11 +701,11 @@ class MigrationController:
             # Only a running backfill has something to say about the server.
             self._backfill_reaches_server(True)
             self._notify()
-        if outcome is engine.BackfillOutcome.STOPPED:
+        if outcome is BackfillOutcome.STOPPED:
             return
-        if outcome is engine.BackfillOutcome.PAUSE:
+        if outcome is BackfillOutcome.PAUSE:
             await self._async_auto_pause()
-        elif outcome is engine.BackfillOutcome.ROLLBACK:
+        elif outcome is BackfillOutcome.ROLLBACK:
             await self._async_rollback(
                 f"error rate {error_rate(state):.2%} is above the rollback threshold "
                 f"{state.config.rollback_threshold:.2%}",
@@ -772,7 +773,7 @@ class MigrationController:
             # Proven again right before anything is deleted: the copy must still be there.
             await self._async_validate_now()
             await self._async_save()
-            deleted, deletions = await engine.clean_legacy(
+            deleted, deletions = await clean_legacy(
                 self._client, state, save=self._async_save_state
             )
         except InfluxError as err:
@@ -912,7 +913,7 @@ class MigrationController:
         target = ledger.target_database
         # What the retired optimized writer still holds lands first, so it is removed too.
         await self._ingestion.async_drained(Recording(Layout.OPTIMIZED, target), _DRAIN_SECONDS)
-        removal = await engine.remove_migrated(
+        removal = await remove_migrated(
             self._client,
             state,
             until_ns=to_time_ns(dt_util.utcnow() + _LIVE_MARGIN),
@@ -981,10 +982,10 @@ class MigrationController:
             area_lookup(self.hass),
         )
 
-    def _validator(self) -> "engine.Validator":
+    def _validator(self) -> "Validator":
         state = self._require_state()
         ledger = self._ledger()
-        return engine.Validator(
+        return Validator(
             self._client,
             state,
             transform=self._transform(),

@@ -12,9 +12,9 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant, State
 
-from .generator import GeneratedState, GeneratorConfig, generate
-from .influx import InfluxClient
-from .legacy_layout import LegacyLayout, core_encoder
+from .engine.generator import GeneratedState, GeneratorConfig, generate
+from .engine.influx import InfluxClient
+from .layouts.legacy import LegacyLayout, core_encoder
 
 TEST_ENTITY_PREFIX = "ha_ingestor_test_"
 HISTORY_BATCH = 5_000

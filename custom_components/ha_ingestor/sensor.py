@@ -16,8 +16,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import IngestorConfigEntry, IngestorData
+from .engine.migration.model import Phase
 from .entity import IngestorEntity
-from .migration_model import Phase
 
 PARALLEL_UPDATES = 0
 

@@ -20,17 +20,17 @@ import voluptuous as vol
 
 from . import IngestorConfigEntry
 from .const import CONF_OPTIMIZED_DATABASE, DOMAIN, SECTION_INGESTION
-from .generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
-from .influx import InfluxError
-from .influxql import QuerySyntaxError
-from .ingest import Ingestion, IngestStats, legacy_options, optimized_options
+from .engine.generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
+from .engine.influx import InfluxError
+from .engine.influxql import QuerySyntaxError
+from .engine.line_protocol import to_time_ns
+from .engine.migration.ledger import Layout
+from .engine.migration.model import ConfigError, MigrationConfig, Strategy
+from .engine.rollups import BuildProgress
 from .legacy_catalog import async_read_catalog
-from .line_protocol import to_time_ns
-from .migration_ledger import Layout
-from .migration_model import ConfigError, MigrationConfig, Strategy
-from .query_translation import QueryTranslator
+from .recording import Ingestion, IngestStats, legacy_options, optimized_options
 from .rehearsal import async_fire_live, async_write_history
-from .rollups import BuildProgress
+from .translation.query import QueryTranslator
 
 ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 

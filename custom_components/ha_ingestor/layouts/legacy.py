@@ -27,7 +27,7 @@ from homeassistant.helpers.entity_values import EntityValues
 from homeassistant.helpers.state import state_as_number
 import voluptuous as vol
 
-from .const import (
+from ..const import (
     CONF_COMPONENT_CONFIG,
     CONF_COMPONENT_CONFIG_DOMAIN,
     CONF_COMPONENT_CONFIG_GLOB,
@@ -41,8 +41,8 @@ from .const import (
     MEASUREMENT_ATTR_ENTITY_ID,
     MEASUREMENT_ATTR_UNIT,
 )
-from .influx import ApiVersion
-from .line_protocol import (
+from ..engine.influx import ApiVersion
+from ..engine.line_protocol import (
     Encoder,
     FieldValue,
     Point,

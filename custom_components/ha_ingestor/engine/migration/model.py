@@ -14,8 +14,8 @@ import math
 import re
 from typing import Any, Final, Literal, Self
 
-from .line_protocol import to_time_ns
-from .migration_ledger import MigrationLedger, Span
+from ..line_protocol import to_time_ns
+from .ledger import MigrationLedger, Span
 
 
 class Phase(StrEnum):

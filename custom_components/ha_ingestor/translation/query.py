@@ -32,8 +32,8 @@ from functools import cached_property
 import re
 from typing import Any, Final
 
-from .const import MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS, MEASUREMENT_ATTR_ENTITY_ID
-from .influxql import (
+from ..const import MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS, MEASUREMENT_ATTR_ENTITY_ID
+from ..engine.influxql import (
     Binary,
     BooleanLiteral,
     Call,
@@ -61,8 +61,8 @@ from .influxql import (
     variables_in,
     walk,
 )
-from .legacy_layout import LegacyOptions
-from .optimized_layout import (
+from ..layouts.legacy import LegacyOptions
+from ..layouts.optimized import (
     IDENTITY_ATTRIBUTES,
     OptimizedOptions,
     attribute_text,
@@ -1455,7 +1455,7 @@ def _sides(node: Binary) -> tuple[Identifier | None, Expression | None]:
 
 
 def _only_variables(text: str, *, anchors: bool = False) -> bool:
-    from .influxql import VARIABLE  # noqa: PLC0415 - one compiled pattern, shared
+    from ..engine.influxql import VARIABLE  # noqa: PLC0415 - one compiled pattern, shared
 
     rest = VARIABLE.sub("", text)
     if anchors:

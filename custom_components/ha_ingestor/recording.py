@@ -44,15 +44,15 @@ from .const import (
     SECTION_LEGACY,
     WriteMode,
 )
-from .influx import InfluxClient
-from .legacy_layout import LegacyLayout, LegacyOptions, core_encoder
-from .line_protocol import Point, encode
-from .migration_ledger import Layout, Recording
-from .optimized_layout import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
-from .retry import RetryPolicy
-from .rollups import ROLLUP_INTERVAL, RollupJob
-from .spool import DeadLetterFile, Spool
-from .writer import PointWriter, ServerProblem, ToPoint, WriteFunction, WriterStats
+from .engine.influx import InfluxClient
+from .engine.line_protocol import Point, encode
+from .engine.migration.ledger import Layout, Recording
+from .engine.retry import RetryPolicy
+from .engine.rollups import ROLLUP_INTERVAL, RollupJob
+from .engine.spool import DeadLetterFile, Spool
+from .engine.writer import PointWriter, ServerProblem, ToPoint, WriteFunction, WriterStats
+from .layouts.legacy import LegacyLayout, LegacyOptions, core_encoder
+from .layouts.optimized import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -54,16 +54,8 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.state import state_as_number
 import voluptuous as vol
 
-from .const import MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS, MEASUREMENT_ATTR_UNIT
-from .legacy_layout import (
-    SKIPPED_STATES,
-    EntityCustomization,
-    EntityCustomizations,
-    LegacyOptions,
-    attribute_number,
-    state_fields,
-)
-from .line_protocol import (
+from ..const import MEASUREMENT_ATTR_DOMAIN_DEVICE_CLASS, MEASUREMENT_ATTR_UNIT
+from ..engine.line_protocol import (
     FieldValue,
     Point,
     as_stored_text,
@@ -74,6 +66,14 @@ from .line_protocol import (
     read_back_tag,
     stored_name,
     to_time_ns,
+)
+from .legacy import (
+    SKIPPED_STATES,
+    EntityCustomization,
+    EntityCustomizations,
+    LegacyOptions,
+    attribute_number,
+    state_fields,
 )
 
 type AttributeType = type[float] | type[str]

@@ -16,8 +16,8 @@ from enum import StrEnum
 import re
 from typing import Any, Final
 
-from .influxql import QuerySyntaxError
-from .query_translation import QueryTranslator, Translation
+from ..engine.influxql import QuerySyntaxError
+from .query import QueryTranslator, Translation
 
 # Query part types Grafana renders as functions: name(inner, params…).
 _FUNCTION_PARTS: Final = frozenset(
