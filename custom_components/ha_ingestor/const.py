@@ -52,7 +52,7 @@ CONF_EXCLUDE_GLOBS: Final = "exclude_entity_globs"
 # Per-entity 5 min / 1 h aggregates of numeric values, kept live and filled by the backfill.
 CONF_ROLLUPS: Final = "rollups"
 
-# Migration options (MigrationConfig defaults live in migration_model).
+# Migration options (their defaults and ranges: engine.migration.model.MigrationConfig).
 CONF_TARGET_DATABASE: Final = "target_database"
 CONF_BATCH_SIZE: Final = "batch_size"
 CONF_CONCURRENT_BATCHES: Final = "concurrent_batches"

@@ -1,8 +1,8 @@
 """Runs a migration inside Home Assistant: phases, persistence, audit, events, repair issues.
 
-The work itself (discovery, backfill, validation, deletions) lives in the hass-free
-``migration_engine``; the rules (phases, thresholds, arithmetic) in ``migration_model``, and
-what every destructive step may touch in ``migration_ledger``. This module drives them, keeps
+The work itself lives in the hass-free ``engine.migration`` (``discovery``, ``backfill``,
+``validation``, ``removal``); the rules (phases, thresholds, arithmetic) in its ``model``, and
+what every destructive step may touch in its ``ledger``. This module drives them, keeps
 the state in HA's ``Store`` so a restart resumes where it stopped, and tells users what happens
 through entities, bus events and repair issues.
 

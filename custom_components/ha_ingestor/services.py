@@ -73,7 +73,7 @@ FIELD_LABELS = {
     "delete_legacy_data": "Delete legacy data",
     "keep_target_on_rollback": "Keep migrated data",
 }
-# Reasons of migration_model.ConfigError that have a message of their own.
+# Reasons of MigrationConfig's ConfigError that have a message of their own.
 _OPTION_REASONS = frozenset(
     {
         "not_an_integer",

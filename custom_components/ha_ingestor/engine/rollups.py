@@ -4,8 +4,9 @@ Derived data, computed by the integration from the raw points rather than by the
 continuous queries, which never look back at a window once it is closed and so miss points
 that reach the server late (a spool replayed after an outage, the backfill). A window is
 always recomputed whole from the raw points, so computing it again is idempotent: the point
-replaces itself. No Home Assistant in here; ``ingest.py`` runs the live :class:`RollupJob`
-and the migration engine fills, checks and removes rollups with the functions below.
+replaces itself. No Home Assistant in here; ``recording.py`` runs the live :class:`RollupJob`,
+and the migration's backfill, validation and removal fill, check and remove rollups with the
+functions below.
 
 Layout: measurement ``<domain>_5m`` / ``<domain>_1h`` in the database of the raw points, the
 raw series' tags, time = the window start, fields ``mean``, ``min``, ``max``, ``sum``,

@@ -20,7 +20,7 @@ say why. Where a legacy measurement could hold entities of several domains (a un
 :class:`LegacyCatalog` of what the legacy database holds; the translation is then exact for
 that data (an entity of another domain added later would not be included).
 
-The lossy corners of the transform itself (see :mod:`.optimized_layout`) are assumed away: a
+The lossy corners of the transform itself (see :mod:`..layouts.optimized`) are assumed away: a
 unit equal to the fallback measurement, a unit or name that reads as a number or is the text
 "None", a unit that looks like an entity id. A regex condition on a friendly name or unit tag is
 passed through, so it sees the canonical text of a number ("1984.0" became "1984").

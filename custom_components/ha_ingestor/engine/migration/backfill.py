@@ -74,7 +74,7 @@ type RowEncoder = Callable[[Sequence[Any]], str]
 class BulkTransform(Protocol):
     """What the backfill needs of the legacy → optimized transform.
 
-    ``optimized_layout.LegacyTransform`` is the one the integration uses; the engine names only
+    ``layouts.optimized.LegacyTransform`` is the one the integration uses; the engine names only
     this, so it stays free of Home Assistant (the layouts are built on HA's ``State``).
     """
 
