@@ -273,6 +273,34 @@ async def test_refused_points_go_to_dead_letters_and_the_rest_land(
     assert {letter.database for letter in letters} == {database}
 
 
+async def test_a_write_the_server_refuses_whole_is_dead_lettered_line_by_line(
+    client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
+) -> None:
+    """The server's dropped count saves the bisection, not the one record per point."""
+    points = [Point(p.measurement, p.tags, {"value": "oops"}, p.time_ns) for p in make_points(8)]
+    # A float "value" in the same shard, so each of the strings conflicts with it.
+    influxd.write(f"{points[0].measurement} value=1.0 {points[0].time_ns - 1}", database)
+    writes = 0
+
+    async def counting_write(body: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        await client.write(body)
+
+    writer = make_writer(counting_write, tmp_path, database, batch_size=100)
+    writer.start()
+    for point in points:
+        writer.enqueue(point)
+    await writer.stop()
+
+    assert writes == 1  # "dropped=8" of 8: no halves sent again
+    assert writer.stats.points_written == 0
+    assert writer.stats.dead_letter_count == 8
+    letters = await DeadLetterFile(tmp_path / "dead_letters.jsonl").read()
+    assert sorted(letter.line for letter in letters) == sorted(str(encode(p)) for p in points)
+    assert count_rows(influxd, database) == 1
+
+
 async def test_a_refused_point_in_a_spooled_segment_is_isolated_exactly(
     client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
 ) -> None:

@@ -752,7 +752,8 @@ class PointWriter[T = Point]:
                 chunks.popleft()
                 batch.progressed = True
                 if (halves := err.halves(lines)) is None:
-                    await self._dead_letter(chunk, str(err))
+                    for line in lines:  # each refused line is its own record
+                        await self._dead_letter(line, str(err))
                     if batch.segment is None:
                         self._batched_points -= chunk.points
                     self._changed()
@@ -767,12 +768,13 @@ class PointWriter[T = Point]:
                 self._batched_points -= chunk.points
             self._changed()
 
-    async def _dead_letter(self, chunk: _Chunk, reason: str) -> None:
-        line = chunk.body.decode(errors="replace")
+    async def _dead_letter(self, body: bytes, reason: str) -> None:
+        """Save one refused line in the dead-letter file (counted as dropped if it can't be)."""
+        line = body.decode(errors="replace")
         try:
             await self._dead_letters.append(reason=reason, line=line, database=self.database)
         except OSError as err:
-            self._points_dropped += chunk.points
+            self._points_dropped += 1
             self._set_error(f"dead-letter file {self._dead_letters.path}: {err}")
             _LOGGER.error(
                 "InfluxDB refused a point (%s) and it could not be saved to %s (%s): %s",
