@@ -3,9 +3,13 @@
 from collections.abc import AsyncIterator, Generator, Iterator
 import itertools
 from pathlib import Path
-from unittest.mock import PropertyMock, patch
+from unittest.mock import PropertyMock, _patch, patch
 
+from aiohttp.resolver import AsyncResolver
+from homeassistant.core import HomeAssistant
+import pycares
 import pytest
+import pytest_asyncio
 import pytest_socket
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.amber import AmberSnapshotExtension
@@ -44,6 +48,50 @@ def database(influxd: InfluxServer) -> Generator[str]:
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/ha_ingestor in every test."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def pycares_shutdown_thread() -> None:
+    """Start pycares' channel-shutdown thread before any test.
+
+    pycares destroys channels on one daemon thread, started with the first channel made in
+    the process and running until it exits (in HA, from its first DNS resolver on). phcc's
+    session-wide resolver used to make that first channel before any test; with a resolver
+    per instance (below) it is made in a test, and phcc 0.13.236 would count the thread as
+    one the test left behind (0.13.316, like HA core's own tests, expects it).
+    """
+    pycares.Channel().close()
+
+
+@pytest_asyncio.fixture(autouse=True, scope="session", loop_scope="session")
+async def mock_zeroconf_resolver() -> AsyncIterator[_patch]:
+    """phcc's stand-in for Home Assistant's DNS resolver, made the way HA makes its own.
+
+    HA makes one resolver per instance, on that instance's event loop, and closes it when
+    the instance closes. phcc's fixture of this name makes a single aiohttp AsyncResolver
+    for the whole session, on the session's event loop, and hands it to every test's
+    instance. Each test runs on a loop of its own, so a hostname lookup answered through the
+    resolver's loop fails: with aiodns 4 (HA 2026.2), whose answers always come back through
+    that loop, "attached to a different loop", and once the first instance has closed the
+    shared resolver (phcc 0.13.316 lets HA close it) "'NoneType' object has no attribute
+    'getaddrinfo'". Here each instance gets its own, made on its loop when HA asks for it.
+    Same name, scope and loop as phcc's, which it overrides: phcc's sync fixtures still find
+    the session's loop current, and disable_mock_zeroconf_resolver still works.
+    """
+
+    def make_resolver(hass: HomeAssistant) -> AsyncResolver:
+        resolver = AsyncResolver()  # HA calls this on the instance's loop: bound to it
+        resolver.real_close = resolver.close  # type: ignore[attr-defined]
+        return resolver
+
+    patcher = patch(
+        "homeassistant.helpers.aiohttp_client._async_make_resolver", side_effect=make_resolver
+    )
+    patcher.start()
+    try:
+        yield patcher
+    finally:
+        patcher.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from .helpers import admin_client
-from .influx_server import InfluxServer, free_port
+from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
 from .test_migration_engine import Snapshot, assert_same, snapshot, transformed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -174,3 +174,35 @@ def test_hass_killed_mid_backfill_resumes_from_its_checkpoint_and_ends_exact(
     assert_same(optimized, transformed(legacy))
     # Counted once each, although the window in flight at the kill was copied twice.
     assert report["records_migrated"] == len(transformed(legacy_before))
+
+
+def test_a_hostname_url_works_with_home_assistants_own_resolver(
+    influx: InfluxServer, hass_process: HassProcess
+) -> None:
+    """The config flow with ``localhost`` in a real `hass`: HA's own DNS resolver (aiodns,
+    beside zeroconf for .local names), which the in-process tests replace with phcc's."""
+    hass_process.start()
+    api = hass_process.api
+    api.onboard()
+    url = influx.url.replace("127.0.0.1", "localhost")
+    assert "localhost" in url
+    flow = api.request("POST", "/api/config/config_entries/flow", {"handler": "ha_ingestor"})
+    flow = api.request(
+        "POST",
+        f"/api/config/config_entries/flow/{flow['flow_id']}",
+        {"next_step_id": "influxdb_v1"},
+    )
+    result = api.request(
+        "POST",
+        f"/api/config/config_entries/flow/{flow['flow_id']}",
+        {
+            "url": url,
+            "username": ADMIN_USER,
+            "password": ADMIN_PASSWORD,
+            "database": DATABASE,
+            "verify_ssl": True,
+        },
+    )
+    assert result["type"] == "create_entry", result
+    assert result["result"]["title"] == f"{DATABASE} on localhost"
+    assert "Unexpected error" not in hass_process.log_path.read_text()
