@@ -1,7 +1,8 @@
 """Helpers shared by the Home Assistant level tests."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 import time
 from typing import Any
 
@@ -101,3 +102,13 @@ async def stored_points(influxd: InfluxServer, database: str) -> dict[str, list[
             measurement: [p async for p in client.read_points(measurement, 0, 2**62)]
             for measurement in await client.measurements()
         }
+
+
+def run_in_own_loop[T](work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from this sync test in a thread with an event loop of its own.
+
+    ``asyncio.run`` here would leave the test thread without an event loop when it ends,
+    and with pytest-asyncio 1.x every later test would then fail to get one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()

@@ -7,7 +7,6 @@ from Settings > Repairs. Every step asserts on the text shown and saves a screen
 folder is printed; ``HA_INGESTOR_SCREENSHOTS`` chooses it).
 """
 
-import asyncio
 from collections.abc import Iterator
 import json
 import os
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from .browser import CHROMEDRIVER, CHROMIUM, Browser
+from .helpers import run_in_own_loop
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port, running_influxd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def test_a_user_sets_up_migrates_and_fixes_a_paused_migration_in_the_web_ui(
         browser.screenshot("dry-run-answer")
 
         # The dashboard, installed from the shipped file as it is.
-        asyncio.run(
+        run_in_own_loop(
             install_dashboard(
                 api.base, tokens["access_token"], yaml.safe_load(DASHBOARD.read_text())
             )

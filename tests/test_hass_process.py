@@ -5,9 +5,7 @@ Uses the machinery of scripts/demo.py: influxd and `hass` on free loopback ports
 the config flow and the service actions over HA's REST API.
 """
 
-import asyncio
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 import json
 from pathlib import Path
 import sys
@@ -17,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .helpers import admin_client
+from .helpers import admin_client, run_in_own_loop
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
 from .test_migration_engine import Snapshot, assert_same, snapshot, transformed
 
@@ -98,16 +96,6 @@ async def both_layouts(influx: InfluxServer) -> tuple[Snapshot, Snapshot]:
         legacy = await snapshot(client, DATABASE, optimized=False)
         optimized = await snapshot(client, DATABASE, optimized=True)
     return legacy, optimized
-
-
-def run_in_own_loop[T](work: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from this sync test in a thread with an event loop of its own.
-
-    ``asyncio.run`` here would leave the test thread without an event loop when it ends,
-    and with pytest-asyncio 1.x every later test would then fail to get one.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, work).result()
 
 
 def test_hass_killed_mid_backfill_resumes_from_its_checkpoint_and_ends_exact(
