@@ -825,21 +825,27 @@ class MigrationController:
             f"error rate {error_rate(state):.2%} is above the pause threshold "
             f"{state.config.max_error_rate:.2%}"
         )
-        await self._async_transition(Phase.PAUSED, reason)
+        # Raised before the phase changes: whoever sees "paused" also finds the repair issue.
         self._raise_issue(
             "migration_paused",
             ir.IssueSeverity.WARNING,
             cause=reason,
             failed=f"{state.records_failed:,}",
-            example=await self._pause_example(),
+            example=await self._pause_example(state.phase),
             error_rate=f"{error_rate(state):.2%}",
             threshold=f"{state.config.max_error_rate:.2%}",
         )
+        try:
+            await self._async_transition(Phase.PAUSED, reason)
+        except BaseException:
+            ir.async_delete_issue(self.hass, DOMAIN, f"migration_paused_{self._entry.entry_id}")
+            raise
 
-    async def _pause_example(self) -> str:
-        """One example of what went wrong: a mismatching entity, or a refused point."""
+    async def _pause_example(self, pausing: Phase) -> str:
+        """One example of what went wrong in the phase being paused: a mismatching entity
+        (validation), or a refused point."""
         state = self._require_state()
-        if state.phase_before_pause is Phase.VALIDATION and state.validation is not None:
+        if pausing is Phase.VALIDATION and state.validation is not None:
             for entity, mismatch in state.validation.mismatches.items():
                 return (
                     f"{entity}: {mismatch.legacy_points:,} legacy points, "
