@@ -5,6 +5,7 @@ import contextlib
 from datetime import UTC, datetime
 import os
 from pathlib import Path
+import stat
 from typing import Any
 import zlib
 
@@ -371,3 +372,21 @@ async def test_unreadable_dead_letter_records_are_skipped_and_logged(
     await letters.append(reason="second", line="m value=2 2", database="home")
     assert [letter.reason for letter in await letters.read()] == ["first", "second"]
     assert caplog.text.count(f"Skipping an unreadable record in {path}") == 2
+
+
+async def test_a_segment_is_durable_once_appended_its_folder_entry_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is fsynced, and then its folder, so the rename survives a power cut."""
+    synced: list[tuple[bool, bool]] = []  # (a folder?, the segment there yet?)
+    real_fsync = os.fsync
+
+    def watching_fsync(descriptor: int) -> None:
+        is_folder = stat.S_ISDIR(os.fstat(descriptor).st_mode)
+        synced.append((is_folder, any(tmp_path.glob("spool/*.lp"))))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(spool_module.os, "fsync", watching_fsync)
+    spool = Spool(tmp_path / "spool")
+    await spool.append(b"m value=1 1", 1)
+    assert synced == [(False, False), (True, True)]

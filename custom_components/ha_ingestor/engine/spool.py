@@ -138,6 +138,19 @@ def _write_segment(final: Path, body: bytes) -> None:
         with contextlib.suppress(OSError):
             os.remove(temp)
         raise
+    _sync_directory(final.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` survive a power cut: the directory entry is data of its
+    own, which only an fsync of the directory flushes. Where a file system refuses that (some
+    network ones), the segment is still written and in place: the write does not fail."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _read_segment(path: Path, segment: Segment) -> bytes:
