@@ -23,7 +23,7 @@ from custom_components.ha_ingestor.const import (
     SECTION_LEGACY,
 )
 from custom_components.ha_ingestor.core_influxdb import from_core_config
-from custom_components.ha_ingestor.recording import legacy_options
+from custom_components.ha_ingestor.options import EntryOptions
 
 from .helpers import setup_entry
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer
@@ -66,7 +66,7 @@ async def test_core_overrides_are_entered_as_in_yaml_and_shape_the_legacy_layout
     stored = entry.options[SECTION_LEGACY]
     assert stored["component_config"] == OVERRIDES["component_config"]
     assert stored["component_config_glob"]["sensor.*_power"]["override_measurement"] == "power"
-    options = legacy_options(entry.options)
+    options = EntryOptions.parse(entry.options).legacy
     assert options.customizations.resolve("sensor.living")[0] == "living_custom"
     assert options.customizations.resolve("sensor.plug_power") == (
         "power",

@@ -46,6 +46,7 @@ from custom_components.ha_ingestor.engine.line_protocol import (
 from custom_components.ha_ingestor.engine.migration.model import MigrationConfig, Phase
 from custom_components.ha_ingestor.engine.writer import PointWriter
 from custom_components.ha_ingestor.migration import EVENT_MIGRATION
+from custom_components.ha_ingestor.options import EntryOptions
 from custom_components.ha_ingestor.recording import Ingestion
 from custom_components.ha_ingestor.rehearsal import GenerationResult
 from custom_components.ha_ingestor.services import MAX_HISTORY_DAYS, MAX_LIVE_EVENTS
@@ -679,9 +680,9 @@ async def test_fuzzed_options_are_refused_or_give_a_working_configuration(
     async def works(stored: dict[str, Any]) -> None:
         """What setup builds from the options must build."""
         client = Mock(database=database)
-        Ingestion(hass, client, stored, tmp_path, "signal")
-        config = MigrationConfig.from_options(stored.get("migration", {}))
-        assert config.max_error_rate <= config.rollback_threshold
+        options = EntryOptions.parse(stored)
+        Ingestion(hass, client, options, tmp_path, lambda: None)
+        assert options.migration.max_error_rate <= options.migration.rollback_threshold
 
     outcomes: Counter[str] = Counter()
 

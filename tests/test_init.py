@@ -98,6 +98,21 @@ async def test_missing_database_is_a_setup_error(
     assert "never_created" in entry.reason
 
 
+async def test_stored_options_that_cannot_be_used_are_a_setup_error_naming_the_fix(
+    hass: HomeAssistant, influxd: InfluxServer, database: str
+) -> None:
+    # Written by hand or by an older version: a threshold below the error rate it must exceed.
+    options = {"migration": {"max_error_rate": 0.2, "rollback_threshold": 0.1}}
+    entry = await setup_entry(hass, entry_for(influxd, database, options))
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.reason
+    assert "Configure" in entry.reason
+    assert "rollback" in entry.reason
+    hass.states.async_set("sensor.outside", "3", {"unit_of_measurement": "°C"})
+    await hass.async_block_till_done()
+    assert count(influxd, database, "°C") == 0  # nothing records
+
+
 async def test_a_storage_folder_that_cannot_be_made_is_a_setup_error(
     hass: HomeAssistant, influxd: InfluxServer, database: str
 ) -> None:

@@ -7,17 +7,19 @@ import shutil
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
-from homeassistant.helpers import config_validation as cv, issue_registry as ir
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.typing import ConfigType
+import voluptuous as vol
 
 from .connection import async_create_influx_client
 from .const import DOMAIN
+from .coordinator import IngestorCoordinator, log_unavailable
 from .engine.influx import CannotConnect, DatabaseNotFound, InfluxClient, InvalidAuth
 from .migration import STORE_VERSION, MigrationController
+from .options import EntryOptions
 from .recording import Ingestion
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,13 +33,11 @@ class IngestorData:
     """Everything one config entry runs, kept in ``entry.runtime_data``."""
 
     client: InfluxClient
+    options: EntryOptions
     ingestion: Ingestion
     migration: MigrationController
+    coordinator: IngestorCoordinator
     storage_dir: Path
-    signal: str
-    # Whether InfluxDB was reachable when last looked at: an outage and its end are logged
-    # once for the entry, whichever writer or backfill noticed it.
-    available: bool = True
 
 
 type IngestorConfigEntry = ConfigEntry[IngestorData]
@@ -53,6 +53,14 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> bool:
     """Check the server, then start recording and resume any unfinished migration."""
+    try:
+        options = EntryOptions.parse(entry.options)
+    except (vol.Invalid, ValueError) as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_options",
+            translation_placeholders={"error": str(err)},
+        ) from err
     client = async_create_influx_client(hass, entry.data)
     placeholders = {"url": client.settings.url, "database": client.database}
     reachable = True
@@ -75,7 +83,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
         # Recording must not stop because the server is down: the writers spool to disk and
         # replay when it is back, so set up anyway (the connectivity sensor shows it).
         reachable = False
-        _log_unavailable(client, str(err))
+        log_unavailable(client, str(err))
 
     storage_dir = Path(hass.config.path(DOMAIN, entry.entry_id))
     try:
@@ -86,24 +94,28 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
             translation_key="storage_unavailable",
             translation_placeholders={"path": str(storage_dir), "error": str(err)},
         ) from err
-    signal = f"{DOMAIN}_{entry.entry_id}_update"
-    ingestion = Ingestion(hass, client, entry.options, storage_dir, signal)
+    coordinator = IngestorCoordinator(
+        hass, entry, client=client, storage_dir=storage_dir, reachable=reachable
+    )
+    ingestion = Ingestion(hass, client, options, storage_dir, coordinator.async_publish)
     migration = MigrationController(
         hass,
         entry,
         client=client,
+        options=options,
         ingestion=ingestion,
         storage_dir=storage_dir,
-        signal=signal,
+        on_change=coordinator.async_publish,
     )
     entry.runtime_data = IngestorData(
         client=client,
+        options=options,
         ingestion=ingestion,
         migration=migration,
+        coordinator=coordinator,
         storage_dir=storage_dir,
-        signal=signal,
-        available=reachable,
     )
+    coordinator.watch(ingestion, migration)
     await migration.async_load()
     await ingestion.async_start(migration.wanted_recordings, reachable=reachable)
     try:
@@ -122,12 +134,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
     entry.async_on_unload(
         hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_flush_on_stop)
     )
-
-    @callback
-    def _async_updated() -> None:
-        _async_check_health(hass, entry)
-
-    entry.async_on_unload(async_dispatcher_connect(hass, signal, _async_updated))
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     migration.async_resume_after_restart()
     return True
@@ -167,63 +173,9 @@ async def _async_options_updated(hass: HomeAssistant, entry: IngestorConfigEntry
     data = entry.runtime_data
     if data.migration.owns_options(entry.options):
         # A completed migration wrote down what it leaves recorded: nothing to restart.
-        data.ingestion.use_recording_options(entry.options)
+        data.options = EntryOptions.parse(entry.options)
+        data.migration.use_options(data.options)
+        data.ingestion.use_recording_options(data.options)
         await data.migration.async_apply_layouts()
         return
     await hass.config_entries.async_reload(entry.entry_id)
-
-
-def _log_unavailable(client: InfluxClient, error: str) -> None:
-    _LOGGER.info(
-        "InfluxDB at %s is unavailable (%s); recording to the spool until it is back",
-        client.settings.url,
-        error,
-    )
-
-
-@callback
-def _async_check_health(hass: HomeAssistant, entry: IngestorConfigEntry) -> None:
-    """Turn writer problems into a reauth flow or a repair issue, and clear them when fixed;
-    log an outage and its end once each."""
-    data = entry.runtime_data
-    stats = data.ingestion.stats
-    available = stats.connected and data.migration.server_reachable
-    if available != data.available:
-        data.available = available
-        if available:
-            _LOGGER.info(
-                "InfluxDB at %s is available again; replaying %d spooled points",
-                data.client.settings.url,
-                stats.spooled_points,
-            )
-        else:
-            _log_unavailable(data.client, stats.last_error or "the backfill cannot reach it")
-    if "invalid_auth" in stats.problems:
-        entry.async_start_reauth(hass)
-    issue_id = f"database_missing_{entry.entry_id}"
-    if stats.missing_databases:
-        ir.async_create_issue(
-            hass,
-            DOMAIN,
-            issue_id,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key="database_missing",
-            translation_placeholders={"database": ", ".join(stats.missing_databases)},
-        )
-    else:
-        ir.async_delete_issue(hass, DOMAIN, issue_id)
-    damaged_id = f"spool_damaged_{entry.entry_id}"
-    if stats.damaged_points:
-        ir.async_create_issue(
-            hass,
-            DOMAIN,
-            damaged_id,
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key="spool_damaged",
-            translation_placeholders={
-                "points": str(stats.damaged_points),
-                "path": str(entry.runtime_data.storage_dir),
-            },
-        )

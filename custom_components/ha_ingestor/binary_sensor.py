@@ -12,7 +12,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from . import IngestorConfigEntry, IngestorData
+from . import IngestorConfigEntry
+from .coordinator import IngestorSnapshot
 from .entity import IngestorEntity
 
 PARALLEL_UPDATES = 0
@@ -20,9 +21,9 @@ PARALLEL_UPDATES = 0
 
 @dataclass(frozen=True, kw_only=True)
 class IngestorBinarySensorDescription(BinarySensorEntityDescription):
-    """A binary sensor is a description and a function reading it from the runtime data."""
+    """A binary sensor is a description and a function reading it from a snapshot."""
 
-    is_on_fn: Callable[[IngestorData], bool]
+    is_on_fn: Callable[[IngestorSnapshot], bool]
 
 
 BINARY_SENSORS: tuple[IngestorBinarySensorDescription, ...] = (
@@ -32,13 +33,13 @@ BINARY_SENSORS: tuple[IngestorBinarySensorDescription, ...] = (
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
         # The live writers and a running backfill each find out on their own.
-        is_on_fn=lambda data: data.ingestion.stats.connected and data.migration.server_reachable,
+        is_on_fn=lambda snapshot: snapshot.connected,
     ),
     IngestorBinarySensorDescription(
         key="migration_running",
         translation_key="migration_running",
         device_class=BinarySensorDeviceClass.RUNNING,
-        is_on_fn=lambda data: data.migration.running,
+        is_on_fn=lambda snapshot: snapshot.running,
     ),
 )
 
@@ -61,5 +62,5 @@ class IngestorBinarySensor(IngestorEntity, BinarySensorEntity):
 
     @property
     def is_on(self) -> bool:
-        """Read from the runtime data at each push."""
-        return self.entity_description.is_on_fn(self._entry.runtime_data)
+        """From the snapshot the coordinator pushed last."""
+        return self.entity_description.is_on_fn(self.snapshot)

@@ -93,7 +93,7 @@ from .engine.influx import (
 from .engine.migration.model import INT_LIMITS, ConfigError, MigrationConfig
 from .layouts.legacy import LegacyOptions
 from .layouts.optimized import DEFAULT_ALLOWED_ATTRIBUTES, RESERVED_NAMES
-from .recording import allowed_attributes, optimized_options
+from .options import EntryOptions, allowed_attributes
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -742,9 +742,9 @@ def _validate_options(
 
     options = {SECTION_LEGACY: legacy, SECTION_INGESTION: ingestion, SECTION_MIGRATION: migration}
     if not errors:
-        # What setting up the entry builds from them: stored options must never fail it.
+        # What setting up the entry parses: stored options must never fail it.
         try:
-            optimized_options(options)
+            EntryOptions.parse(options)
         except (vol.Invalid, ValueError) as err:
             errors["base"] = "invalid_layout_options"
             placeholders["problem"] = str(err)

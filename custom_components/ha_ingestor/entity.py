@@ -1,25 +1,25 @@
-"""The base entity: one device per config entry, pushed updates through the dispatcher."""
+"""The base entity: one device per config entry, updated by the entry's push coordinator."""
 
-from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
-from homeassistant.helpers.dispatcher import async_dispatcher_connect
-from homeassistant.helpers.entity import Entity, EntityDescription
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from . import IngestorConfigEntry
 from .const import DOMAIN
+from .coordinator import IngestorCoordinator, IngestorSnapshot
 from .engine.influx import ApiVersion
 
 
-class IngestorEntity(Entity):
+class IngestorEntity(CoordinatorEntity[IngestorCoordinator]):
     """Shows a figure of the entry's ingestion or migration; updated by push, never polled."""
 
     _attr_has_entity_name = True
-    _attr_should_poll = False
 
     # The platform's domain, for the entity id this entity asks for.
     _entity_platform: str
 
     def __init__(self, entry: IngestorConfigEntry, description: EntityDescription) -> None:
+        super().__init__(entry.runtime_data.coordinator)
         self.entity_description = description
         self._entry = entry
         self._attr_unique_id = f"{entry.entry_id}_{description.key}"
@@ -40,15 +40,7 @@ class IngestorEntity(Entity):
             ),
         )
 
-    async def async_added_to_hass(self) -> None:
-        """Follow the entry's update signal."""
-        await super().async_added_to_hass()
-        self.async_on_remove(
-            async_dispatcher_connect(
-                self.hass, self._entry.runtime_data.signal, self._async_data_updated
-            )
-        )
-
-    @callback
-    def _async_data_updated(self) -> None:
-        self.async_write_ha_state()
+    @property
+    def snapshot(self) -> IngestorSnapshot:
+        """What the coordinator published last."""
+        return self.coordinator.data

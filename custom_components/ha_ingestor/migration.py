@@ -27,7 +27,6 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, ServiceResponse, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
-from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.storage import Store
@@ -35,12 +34,9 @@ from homeassistant.util import dt as dt_util, ulid as ulid_util
 
 from .const import (
     CONF_OPTIMIZED_DATABASE,
-    CONF_ROLLUPS,
-    CONF_TARGET_DATABASE,
     CONF_WRITE_MODE,
     DOMAIN,
     SECTION_INGESTION,
-    SECTION_MIGRATION,
     WriteMode,
 )
 from .engine.influx import CannotConnect, InfluxClient, InfluxError
@@ -66,7 +62,8 @@ from .engine.migration.removal import clean_legacy, inventory_optimized, remove_
 from .engine.migration.validation import Validator
 from .engine.spool import DeadLetterFile
 from .layouts.optimized import LegacyTransform
-from .recording import Ingestion, area_lookup, legacy_options, optimized_options
+from .options import EntryOptions
+from .recording import Ingestion, area_lookup
 from .repairs import FIX_ACTIONS
 
 _LOGGER = logging.getLogger(__name__)
@@ -135,16 +132,19 @@ class MigrationController:
         entry: ConfigEntry,
         *,
         client: InfluxClient,
+        options: EntryOptions,
         ingestion: Ingestion,
         storage_dir: Path,
-        signal: str,
+        on_change: Callable[[], None],
     ) -> None:
+        """``on_change`` is called (on the loop) whenever a figure the entities show changes."""
         self.hass = hass
         self._entry = entry
         self._client = client
+        self._options = options
         self._ingestion = ingestion
         self._storage_dir = storage_dir
-        self._signal = signal
+        self._on_change = on_change
         self._store: Store[dict[str, Any]] = Store(
             hass, STORE_VERSION, f"{DOMAIN}.{entry.entry_id}.migration"
         )
@@ -290,9 +290,13 @@ class MigrationController:
         mine, self._own_options = self._own_options, None
         return mine is not None and dict(options) == mine
 
+    def use_options(self, options: EntryOptions) -> None:
+        """Take options changed without a reload (the ones a completed migration wrote)."""
+        self._options = options
+
     def default_config(self) -> MigrationConfig:
         """The migration options of the entry, before per-call overrides."""
-        return MigrationConfig.from_options(self._entry.options.get(SECTION_MIGRATION, {}))
+        return self._options.migration
 
     def diagnostics(self) -> dict[str, Any]:
         """Migration part of the diagnostics dump."""
@@ -975,7 +979,7 @@ class MigrationController:
     # Helpers.
 
     def _target_for(self, strategy: Strategy) -> str:
-        configured = self._entry.options.get(SECTION_MIGRATION, {}).get(CONF_TARGET_DATABASE)
+        configured = self._options.target_database
         source = self._client.database
         if strategy.separate_target:
             return configured if configured and configured != source else f"{source}_optimized"
@@ -983,8 +987,8 @@ class MigrationController:
 
     def _transform(self) -> LegacyTransform:
         return LegacyTransform(
-            legacy_options(self._entry.options),
-            optimized_options(self._entry.options),
+            self._options.legacy,
+            self._options.optimized,
             area_lookup(self.hass),
         )
 
@@ -1002,7 +1006,7 @@ class MigrationController:
 
     @property
     def _rollups_enabled(self) -> bool:
-        return bool(self._entry.options.get(SECTION_INGESTION, {}).get(CONF_ROLLUPS))
+        return self._options.rollups
 
     def _require_state(self) -> MigrationState:
         if self.state is None:
@@ -1067,7 +1071,7 @@ class MigrationController:
 
     @callback
     def _notify(self) -> None:
-        async_dispatcher_send(self.hass, self._signal)
+        self._on_change()
 
     async def _async_transition(self, to: Phase, reason: str) -> None:
         state = self._require_state()

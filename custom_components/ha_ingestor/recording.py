@@ -7,7 +7,7 @@ wait or fail (batching, retries, the spool).
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 import contextlib
 from dataclasses import dataclass
 import functools
@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
@@ -24,26 +23,10 @@ from homeassistant.helpers import (
     device_registry as dr,
     entity_registry as er,
 )
-from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.entityfilter import generate_filter
 from homeassistant.util.dt import utc_from_timestamp
 
-from .const import (
-    CONF_ATTRIBUTE_ALLOWLIST,
-    CONF_EXCLUDE_DOMAINS,
-    CONF_EXCLUDE_ENTITIES,
-    CONF_EXCLUDE_GLOBS,
-    CONF_INCLUDE_DOMAINS,
-    CONF_INCLUDE_ENTITIES,
-    CONF_INCLUDE_GLOBS,
-    CONF_OPTIMIZED_DATABASE,
-    CONF_ROLLUPS,
-    CONF_WRITE_MODE,
-    DOMAIN,
-    SECTION_INGESTION,
-    SECTION_LEGACY,
-    WriteMode,
-)
+from .const import DOMAIN, WriteMode
 from .engine.influx import InfluxClient
 from .engine.line_protocol import Point, encode
 from .engine.migration.ledger import Layout, Recording
@@ -51,14 +34,11 @@ from .engine.retry import RetryPolicy
 from .engine.rollups import ROLLUP_INTERVAL, RollupJob
 from .engine.spool import DeadLetterFile, Spool
 from .engine.writer import PointWriter, ServerProblem, ToPoint, WriteFunction, WriterStats
-from .layouts.legacy import LegacyLayout, LegacyOptions, core_encoder
-from .layouts.optimized import DEFAULT_ALLOWED_ATTRIBUTES, OptimizedLayout, OptimizedOptions
+from .layouts.legacy import LegacyLayout, core_encoder
+from .layouts.optimized import OptimizedLayout, OptimizedOptions
+from .options import EntryOptions
 
 _LOGGER = logging.getLogger(__name__)
-
-# Allow-list entries are "name" or "name:str" / "name:float"; a bare name keeps the type the
-# default allow-list gives it, else float.
-_TYPE_NAMES = {"str": "str", "string": "str", "float": "float", "number": "float"}
 
 # After an outage the live data should flow again within seconds; a probe while the server is
 # still down costs one failed request.
@@ -75,32 +55,6 @@ _ROLLUP_STOP_SECONDS = 10.0
 # timestamp; the datetime is made in the worker thread) and the entity's area at that moment
 # (the registries are read on the loop only).
 type StateChange = tuple[State, float, str | None]
-
-
-def allowed_attributes(names: list[str] | None) -> dict[str, str]:
-    """Allow-list option → attribute name to type name, as OptimizedOptions takes it."""
-    if not names:
-        return {name: kind.__name__ for name, kind in DEFAULT_ALLOWED_ATTRIBUTES.items()}
-    allowed: dict[str, str] = {}
-    for entry in names:
-        name, _, type_name = entry.partition(":")
-        name = name.strip()
-        default = DEFAULT_ALLOWED_ATTRIBUTES.get(name, float).__name__
-        allowed[name] = _TYPE_NAMES.get(type_name.strip().lower(), default)
-    return allowed
-
-
-def legacy_options(options: Mapping[str, Any]) -> LegacyOptions:
-    """The legacy layout options of a config entry."""
-    return LegacyOptions.from_options(options.get(SECTION_LEGACY, {}))
-
-
-def optimized_options(options: Mapping[str, Any]) -> OptimizedOptions:
-    """The optimized layout options of a config entry (global tags and ignores are shared)."""
-    legacy = dict(options.get(SECTION_LEGACY, {}))
-    ingestion = options.get(SECTION_INGESTION, {})
-    legacy["allowed_attributes"] = allowed_attributes(ingestion.get(CONF_ATTRIBUTE_ALLOWLIST))
-    return OptimizedOptions.from_options(legacy)
 
 
 def area_lookup(hass: HomeAssistant) -> Callable[[str], str | None]:
@@ -199,27 +153,28 @@ class Ingestion:
         self,
         hass: HomeAssistant,
         client: InfluxClient,
-        options: Mapping[str, Any],
+        options: EntryOptions,
         storage_dir: Path,
-        signal: str,
+        on_change: Callable[[], None],
     ) -> None:
+        """``on_change`` is called (on the loop) whenever the figures of :attr:`stats` change."""
         self._hass = hass
         self._client = client
         self._storage_dir = storage_dir
-        self._signal = signal
-        ingestion = options.get(SECTION_INGESTION, {})
-        self.mode = WriteMode(ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY))
-        self._optimized_database = ingestion.get(CONF_OPTIMIZED_DATABASE) or client.database
-        self.legacy_layout = LegacyLayout(legacy_options(options))
+        self._on_change = on_change
+        self.mode = options.write_mode
+        self._optimized_database = options.optimized_database or client.database
+        self.legacy_layout = LegacyLayout(options.legacy)
         self._area_of = area_lookup(hass)
-        self.optimized_layout = OptimizedLayout(optimized_options(options), self._area_of)
+        self.optimized_layout = OptimizedLayout(options.optimized, self._area_of)
+        entities = options.entity_filter
         self._filter = generate_filter(
-            ingestion.get(CONF_INCLUDE_DOMAINS, []),
-            ingestion.get(CONF_INCLUDE_ENTITIES, []),
-            ingestion.get(CONF_EXCLUDE_DOMAINS, []),
-            ingestion.get(CONF_EXCLUDE_ENTITIES, []),
-            ingestion.get(CONF_INCLUDE_GLOBS, []),
-            ingestion.get(CONF_EXCLUDE_GLOBS, []),
+            list(entities.include_domains),
+            list(entities.include_entities),
+            list(entities.exclude_domains),
+            list(entities.exclude_entities),
+            list(entities.include_globs),
+            list(entities.exclude_globs),
         )
         # Entity id → whether its state changes are recorded, and its area; forgotten when the
         # registries change.
@@ -235,18 +190,15 @@ class Ingestion:
         self._unsubscribe: list[Callable[[], None]] = []
         self._entity_registry = er.async_get(hass)
         # Off by default: with it, every body an optimized writer delivers marks its windows.
-        self.rollups = (
-            RollupJob(client, interval=ROLLUP_INTERVAL) if ingestion.get(CONF_ROLLUPS) else None
-        )
+        self.rollups = RollupJob(client, interval=ROLLUP_INTERVAL) if options.rollups else None
         self._rollup_task: asyncio.Task[None] | None = None
         # What writers made now know of the server (False while setup's check found it down).
         self._starting_reachable = True
 
-    def use_recording_options(self, options: Mapping[str, Any]) -> None:
+    def use_recording_options(self, options: EntryOptions) -> None:
         """Take the write mode and optimized database of changed options (no restart)."""
-        ingestion = options.get(SECTION_INGESTION, {})
-        self.mode = WriteMode(ingestion.get(CONF_WRITE_MODE, WriteMode.LEGACY))
-        self._optimized_database = ingestion.get(CONF_OPTIMIZED_DATABASE) or self._client.database
+        self.mode = options.write_mode
+        self._optimized_database = options.optimized_database or self._client.database
 
     @property
     def configured_recordings(self) -> frozenset[Recording]:
@@ -472,7 +424,7 @@ class Ingestion:
 
     @callback
     def _stats_changed(self, _stats: WriterStats | None) -> None:
-        async_dispatcher_send(self._hass, self._signal)
+        self._on_change()
 
     @callback
     def _async_state_changed(self, event: Event[EventStateChangedData]) -> None:

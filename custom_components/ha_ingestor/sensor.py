@@ -15,7 +15,8 @@ from homeassistant.const import PERCENTAGE, EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from . import IngestorConfigEntry, IngestorData
+from . import IngestorConfigEntry
+from .coordinator import IngestorSnapshot
 from .engine.migration.model import Phase
 from .entity import IngestorEntity
 
@@ -24,9 +25,9 @@ PARALLEL_UPDATES = 0
 
 @dataclass(frozen=True, kw_only=True)
 class IngestorSensorDescription(SensorEntityDescription):
-    """A sensor is a description and a function reading its value from the runtime data."""
+    """A sensor is a description and a function reading its value from a snapshot."""
 
-    value_fn: Callable[[IngestorData], float | int | str | datetime | None]
+    value_fn: Callable[[IngestorSnapshot], float | int | str | datetime | None]
     # A running total that goes on from its last value after a restart or a reload.
     restore_total: bool = False
 
@@ -39,7 +40,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,  # changes at every flush, for ever
-        value_fn=lambda data: data.ingestion.stats.queue_depth,
+        value_fn=lambda snapshot: snapshot.recording.queue_depth,
     ),
     IngestorSensorDescription(
         key="spooled_points",
@@ -47,7 +48,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda data: data.ingestion.stats.spooled_points,
+        value_fn=lambda snapshot: snapshot.recording.spooled_points,
     ),
     IngestorSensorDescription(
         key="dead_letter_count",
@@ -55,7 +56,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         state_class=SensorStateClass.TOTAL,
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda data: data.ingestion.stats.dead_letter_count,
+        value_fn=lambda snapshot: snapshot.recording.dead_letter_count,
     ),
     IngestorSensorDescription(
         key="points_written",
@@ -64,7 +65,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement="points",
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,  # changes at every flush, for ever
-        value_fn=lambda data: data.ingestion.stats.points_written,
+        value_fn=lambda snapshot: snapshot.recording.points_written,
         restore_total=True,
     ),
     IngestorSensorDescription(
@@ -72,7 +73,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         translation_key="migration_phase",
         device_class=SensorDeviceClass.ENUM,
         options=[phase.value for phase in Phase],
-        value_fn=lambda data: data.migration.phase.value,
+        value_fn=lambda snapshot: snapshot.phase.value,
     ),
     IngestorSensorDescription(
         key="migration_progress",
@@ -80,27 +81,27 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        value_fn=lambda data: data.migration.progress,
+        value_fn=lambda snapshot: snapshot.progress,
     ),
     IngestorSensorDescription(
         key="records_migrated",
         translation_key="records_migrated",
         native_unit_of_measurement="points",
         state_class=SensorStateClass.TOTAL,
-        value_fn=lambda data: data.migration.records_migrated,
+        value_fn=lambda snapshot: snapshot.records_migrated,
     ),
     IngestorSensorDescription(
         key="records_total",
         translation_key="records_total",
         native_unit_of_measurement="points",
-        value_fn=lambda data: data.migration.records_total,
+        value_fn=lambda snapshot: snapshot.records_total,
     ),
     IngestorSensorDescription(
         key="records_failed",
         translation_key="records_failed",
         native_unit_of_measurement="points",
         state_class=SensorStateClass.TOTAL,
-        value_fn=lambda data: data.migration.records_failed,
+        value_fn=lambda snapshot: snapshot.records_failed,
     ),
     IngestorSensorDescription(
         key="error_rate",
@@ -108,7 +109,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
-        value_fn=lambda data: data.migration.error_rate_percent,
+        value_fn=lambda snapshot: snapshot.error_rate_percent,
     ),
     IngestorSensorDescription(
         key="data_integrity",
@@ -116,7 +117,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
-        value_fn=lambda data: data.migration.integrity_percent,
+        value_fn=lambda snapshot: snapshot.integrity_percent,
     ),
     IngestorSensorDescription(
         key="throughput",
@@ -124,19 +125,19 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement="points/s",
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
-        value_fn=lambda data: data.migration.throughput,
+        value_fn=lambda snapshot: snapshot.throughput,
     ),
     IngestorSensorDescription(
         key="eta",
         translation_key="eta",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda data: data.migration.eta,
+        value_fn=lambda snapshot: snapshot.eta,
     ),
     IngestorSensorDescription(
         key="cleanup_due",
         translation_key="cleanup_due",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda data: data.migration.cleanup_due,
+        value_fn=lambda snapshot: snapshot.cleanup_due,
     ),
     IngestorSensorDescription(
         key="query_time_improvement",
@@ -144,7 +145,7 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         native_unit_of_measurement=PERCENTAGE,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        value_fn=lambda data: data.migration.query_time_improvement,
+        value_fn=lambda snapshot: snapshot.query_time_improvement,
     ),
 )
 
@@ -170,8 +171,8 @@ class IngestorSensor(IngestorEntity, SensorEntity):
 
     @property
     def native_value(self) -> float | int | str | datetime | None:
-        """Read from the runtime data at each push."""
-        return self.entity_description.value_fn(self._entry.runtime_data)
+        """From the snapshot the coordinator pushed last."""
+        return self.entity_description.value_fn(self.snapshot)
 
 
 class IngestorTotalSensor(IngestorSensor, RestoreSensor):
@@ -189,5 +190,5 @@ class IngestorTotalSensor(IngestorSensor, RestoreSensor):
     @property
     def native_value(self) -> float | int | str | datetime | None:
         """The total since the first start."""
-        value = self.entity_description.value_fn(self._entry.runtime_data)
+        value = self.entity_description.value_fn(self.snapshot)
         return self._base + value if isinstance(value, int) else value

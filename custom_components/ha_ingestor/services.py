@@ -19,7 +19,7 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 
 from . import IngestorConfigEntry
-from .const import CONF_OPTIMIZED_DATABASE, DOMAIN, SECTION_INGESTION
+from .const import DOMAIN
 from .engine.generator import MAX_ENTITIES, MAX_EVENTS, GeneratorConfig, Pattern
 from .engine.influx import InfluxError
 from .engine.influxql import QuerySyntaxError
@@ -28,7 +28,7 @@ from .engine.migration.ledger import Layout
 from .engine.migration.model import ConfigError, MigrationConfig, Strategy
 from .engine.rollups import BuildProgress
 from .legacy_catalog import async_read_catalog
-from .recording import Ingestion, IngestStats, legacy_options, optimized_options
+from .recording import Ingestion, IngestStats
 from .rehearsal import async_fire_live, async_write_history
 from .translation.query import QueryTranslator
 
@@ -399,9 +399,10 @@ async def _async_translate(call: ServiceCall) -> ServiceResponse:
                 translation_key="catalog_failed",
                 translation_placeholders={"error": str(err)},
             ) from err
+    options = entry.runtime_data.options
     translator = QueryTranslator(
-        legacy_options(entry.options),
-        optimized_options(entry.options),
+        options.legacy,
+        options.optimized,
         catalog,
         entity_variables=[name.lstrip("$") for name in call.data["entity_variables"]],
     )
@@ -419,8 +420,7 @@ def _optimized_database(entry: IngestorConfigEntry) -> str:
     for recording in sorted(runtime.ingestion.recordings):
         if recording.layout is Layout.OPTIMIZED:
             return recording.database
-    ingestion = entry.options.get(SECTION_INGESTION, {})
-    return str(ingestion.get(CONF_OPTIMIZED_DATABASE) or runtime.client.database)
+    return runtime.options.optimized_database or runtime.client.database
 
 
 def _rebuild_response(
