@@ -5,6 +5,7 @@ from pathlib import Path
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
@@ -62,3 +63,23 @@ async def test_entity_states_after_a_migration(
         }
     assert shown == snapshot
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_asking_for_an_update_reads_the_figures_again(
+    hass: HomeAssistant, influxd: InfluxServer, database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing is polled, but homeassistant.update_entity (an automation, the UI) still works:
+    it takes a new snapshot instead of failing."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    entry = await setup_entry(hass, entry_for(influxd, database))
+    coordinator = entry.runtime_data.coordinator
+    before = coordinator.data
+    phase = "sensor.ha_ingestor_migration_phase"
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {"entity_id": [phase]}, blocking=True
+    )
+    await hass.async_block_till_done()
+    assert coordinator.data is not before  # a snapshot taken for the request
+    assert coordinator.last_update_success
+    assert hass.states.get(phase).state == "idle"
+    assert "Error fetching" not in caplog.text

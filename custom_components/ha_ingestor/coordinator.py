@@ -18,6 +18,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from .const import DOMAIN
 from .engine.influx import InfluxClient
 from .engine.migration.model import Phase
+from .engine.writer import ServerProblem
 from .recording import IngestStats
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorSnapshot]):
             else:
                 log_unavailable(self._client, stats.last_error or "the backfill cannot reach it")
         entry_id = self._entry.entry_id
-        if "invalid_auth" in stats.problems:
+        if ServerProblem.INVALID_AUTH in stats.problems:
             self._entry.async_start_reauth(self.hass)
         issue_id = f"database_missing_{entry_id}"
         if stats.missing_databases:

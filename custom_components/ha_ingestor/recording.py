@@ -112,7 +112,8 @@ class IngestStats:
     points_dropped: int
     last_error: str | None
     spool_error: str | None
-    problems: tuple[str, ...]
+    # What keeps some writer from delivering (a damaged spool is in damaged_points).
+    problems: tuple[ServerProblem, ...]
     # Databases some writer finds missing (a repair issue names them).
     missing_databases: tuple[str, ...] = ()
     # Points of damaged spool segments moved aside unreplayed.
@@ -347,12 +348,7 @@ class Ingestion:
             points_dropped=sum(s.points_dropped for s in values),
             last_error=next((s.last_error for s in values if s.last_error), None),
             spool_error=next((s.spool_error for s in values if s.spool_error), None),
-            problems=tuple(
-                sorted(
-                    {s.problem.value for s in values if s.problem}
-                    | ({"spool_damaged"} if any(s.damaged_points for s in values) else set())
-                )
-            ),
+            problems=tuple(sorted({s.problem for s in values if s.problem})),
             missing_databases=tuple(
                 sorted(
                     {
