@@ -190,13 +190,13 @@ def parse_line(line: str, now_ns: int) -> Point:
         equals = _scan_to(part, 0, "=")
         if not part or equals == 0:
             raise LineError("missing tag key")
-        value = part[equals + 1 :]
-        if equals == len(part) or not value:
+        tag_value = part[equals + 1 :]
+        if equals == len(part) or not tag_value:
             raise LineError("missing tag value")
         name = _unescape_name(part[:equals], ", =")
         if name in tags:
             raise LineError("duplicate tags")
-        tags[name] = _unescape_name(value, ", =")
+        tags[name] = _unescape_name(tag_value, ", =")
     i = _skip(line, key_end)
     if i >= len(line):
         raise LineError("missing fields")
@@ -301,7 +301,7 @@ class FakeInfluxServer:
     users: dict[str, str] = field(default_factory=lambda: {ADMIN_USER: ADMIN_PASSWORD})
     databases: dict[str, FakeDatabase] = field(default_factory=dict)
     running: bool = True
-    # Every write call that reached the server: (database, body).
+    # Every write body that reached the server (past credentials and database): (database, body).
     writes: list[tuple[str, bytes]] = field(default_factory=list)
 
     # The switches tests use, named like tests/influx_server.py's.
@@ -321,7 +321,7 @@ class FakeInfluxServer:
 
     def points(self, database: str, measurement: str | None = None) -> list[Point]:
         """What the server holds, by measurement, series (tags) and time."""
-        found = []
+        found: list[Point] = []
         for (name, tags), rows in sorted(self.databases[database].series.items()):
             if measurement is None or name == measurement:
                 found.extend(Point(name, dict(tags), dict(rows[t]), t) for t in sorted(rows))

@@ -7,6 +7,7 @@ Run the tier alone with ``pytest tests/fast`` (or ``-m fast``); everything here 
 import asyncio
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 import time
 from typing import Any
 from unittest.mock import patch
@@ -30,10 +31,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = __file__.rsplit("/", 1)[0]
+    here = Path(__file__).parent
     for item in items:
-        if str(item.path).startswith(here):
+        if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.fast)
 
 
