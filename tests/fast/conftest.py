@@ -25,12 +25,6 @@ from ..fake_influx import ADMIN_PASSWORD, ADMIN_USER, FakeInfluxServer
 DATABASE = "home_assistant"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "fast: in-memory InfluxDB (tests/fake_influx.py), no influxd"
-    )
-
-
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
