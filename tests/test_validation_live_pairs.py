@@ -27,7 +27,7 @@ from custom_components.ha_ingestor.engine.migration.model import (
     MigrationState,
     Phase,
 )
-from custom_components.ha_ingestor.engine.migration.validation import Validator
+from custom_components.ha_ingestor.engine.migration.validation import LIVE_SETTLE_NS, Validator
 from custom_components.ha_ingestor.layouts.legacy import LegacyLayout, LegacyOptions
 from custom_components.ha_ingestor.layouts.optimized import (
     LegacyTransform,
@@ -199,3 +199,35 @@ async def test_states_in_only_one_layout_are_not_pairs(
 
     assert result.live_pairs_compared == 0
     assert result.integrity_score == 1.0
+
+
+async def test_live_pairs_stop_short_of_the_states_that_may_still_be_on_their_way(
+    client: InfluxClient, influxd: InfluxServer, database: str, target: str
+) -> None:
+    """Without an end, pairs are read up to LIVE_SETTLE_NS before the validator's clock."""
+    # 60 states, one a minute from the cutover.
+    record_dual_write(
+        influxd, database, target, 20, legacy_options=CORE_OPTIONS, entry_options=CORE_OPTIONS
+    )
+    half_an_hour_in = to_time_ns(CUTOVER + timedelta(minutes=30))
+
+    def validator_at(now_ns: int) -> Validator:
+        return Validator(
+            client,
+            dual_write_state(),
+            transform=LegacyTransform(
+                LegacyOptions.from_options(CORE_OPTIONS),
+                OptimizedOptions.from_options(CORE_OPTIONS),
+            ),
+            source_database=database,
+            target_database=target,
+            repeats=1,
+            clock=lambda: now_ns,
+        )
+
+    settled = await validator_at(half_an_hour_in + LIVE_SETTLE_NS).run()
+    assert settled.live_pairs_compared == 30
+    assert settled.integrity_score == 1.0
+
+    too_early = await validator_at(to_time_ns(CUTOVER) + LIVE_SETTLE_NS).run()
+    assert too_early.live_pairs_compared == 0
