@@ -2,9 +2,9 @@
 
 The work itself lives in the hass-free ``engine.migration`` (``discovery``, ``backfill``,
 ``validation``, ``removal``); the rules (phases, thresholds, arithmetic) in its ``model``, and
-what every destructive step may touch in its ``ledger``. This module drives them, keeps
-the state in HA's ``Store`` so a restart resumes where it stopped, and tells users what happens
-through entities, bus events and repair issues.
+what every destructive step may touch in its ``ledger``. This module and its parts
+(``migration_*``) drive them, keep the state in HA's ``Store`` so a restart resumes where it
+stopped, and tell users what happens through entities, bus events and repair issues.
 
 What is recorded live follows the phase. From the cutover until the cleanup has finished, both
 layouts are recorded (on top of what the options ask for), so a rollback at any point before
