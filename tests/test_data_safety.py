@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 import pytest
@@ -603,3 +603,32 @@ async def test_a_rollback_while_the_server_is_down_is_refused_and_changes_nothin
     proxy.fail_when = None
     assert (await call(hass, "rollback"))["phase"] == "rolled_back"
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_removal_that_fails_is_retried_until_done(
+    hass: HomeAssistant,
+    influxd: InfluxServer,
+    database: str,
+    proxy: FaultyProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = await setup_entry(hass, through(proxy, entry_for(influxd, database)))
+    await call(hass, "generate_test_events", count=1_000, days=1, seed=17, entity_count=ENTITIES)
+    history = await legacy_history(influxd, database)
+    await call(hass, "start_migration", cleanup_delay_hours=1)
+    await wait_for_phase(hass, entry.entry_id, {"cleanup"})
+    proxy.fail_when = is_delete
+    with pytest.raises(HomeAssistantError) as raised:
+        await call(hass, "rollback")
+    assert raised.value.translation_key == "rollback_removal_failed"
+    assert issue(hass, "rollback_incomplete", entry) is not None
+    # The background attempt fails too, and is retried once the server takes deletes again.
+    await eventually(hass, lambda: "Removing the rolled-back data failed" in caplog.text)
+    proxy.fail_when = None
+    ledger = entry.runtime_data.migration.state.ledger
+    await eventually(hass, lambda: not ledger.removal_pending)
+    assert issue(hass, "rollback_incomplete", entry) is None
+    await hass.config_entries.async_unload(entry.entry_id)
+    held = await states_held(influxd, [database])
+    assert held["optimized"] == set()
+    assert history <= held["legacy"]

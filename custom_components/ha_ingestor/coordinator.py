@@ -30,7 +30,8 @@ _LOGGER = logging.getLogger(__package__)
 class MigrationFigures(Protocol):
     """What the migration controller shows (the coordinator reads nothing else of it)."""
 
-    server_reachable: bool
+    @property
+    def server_reachable(self) -> bool: ...
 
     @property
     def phase(self) -> Phase: ...
