@@ -8,6 +8,8 @@ from custom_components.ha_ingestor.layouts.legacy import LegacyOptions
 from custom_components.ha_ingestor.layouts.optimized import OptimizedOptions
 from custom_components.ha_ingestor.translation.query import (
     LegacyCatalog,
+    MeasurementPlan,
+    QueryTranslator,
     Refusal,
     literal_set,
     prefix_object_id_regex,
@@ -152,6 +154,26 @@ def test_several_measurements_are_noted_as_split() -> None:
         "the series of sensor.a, sensor.b are told apart by the tag entity_id instead of by "
         "the measurement name"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "plan"),
+    [
+        ("°C", MeasurementPlan("°C", None, (("unit_of_measurement", "°C"),))),
+        (
+            "light.desk",
+            MeasurementPlan(
+                "light.desk",
+                "light",
+                (("entity_id", "light.desk"), ("unit_of_measurement", "")),
+                entity="light.desk",
+            ),
+        ),
+    ],
+)
+def test_a_measurement_plan_names_its_domain_and_tags(name: str, plan: MeasurementPlan) -> None:
+    translator = QueryTranslator(LegacyOptions(), OptimizedOptions(), CATALOG)
+    assert translator.plan(name) == plan
 
 
 def test_a_bare_entity_variable_is_kept() -> None:
