@@ -111,6 +111,19 @@ def test_breaker_half_opens_after_the_cool_down_with_one_probe() -> None:
     assert not breaker.accepting
 
 
+def test_the_breaker_is_half_open_once_retry_after_says_so() -> None:
+    """Whoever sleeps retry_after() finds the probe free, whatever the float rounding."""
+    now = 0.25
+    breaker = CircuitBreaker(failure_threshold=1, cool_down=0.1, clock=lambda: now)
+    breaker.trip()
+    now = 0.3
+    assert state_of(breaker) is CircuitState.OPEN
+    now += breaker.retry_after()  # 0.35, where 0.35 - 0.25 is a hair under 0.1
+    assert breaker.retry_after() == 0
+    assert state_of(breaker) is CircuitState.HALF_OPEN
+    assert breaker.allow()
+
+
 def test_a_successful_probe_closes_the_breaker() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=1, cool_down=10.0, clock=clock)

@@ -93,9 +93,11 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         if self._opened_at is None:
             return CircuitState.CLOSED
-        if self._clock() - self._opened_at >= self.cool_down:
-            return CircuitState.HALF_OPEN
-        return CircuitState.OPEN
+        # The same sum as retry_after's: a caller woken when that reaches 0 finds it half-open
+        # (cool-down elapsed, computed differently, can round to just under it).
+        if self._opened_at + self.cool_down - self._clock() > 0:
+            return CircuitState.OPEN
+        return CircuitState.HALF_OPEN
 
     @property
     def consecutive_failures(self) -> int:
