@@ -272,37 +272,9 @@ class InfluxV2Client(InfluxClient):
             either = " or ".join(f"r._field == {flux_string(name)}" for name in sorted(fields))
             lines.append(f"  |> filter(fn: (r) => {either})")
         lines.append('  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")')
-        flux = "\n".join(lines)
-        # After the pivot every table is one series: tags are its group columns.
-        table: str | None = None
         (name,) = selection.measurements
-        tags: dict[str, str] = {}
-        columns: tuple[str, ...] = ()
-        rows: list[list[Any]] = []
-        async for row in self._flux_rows(flux, typed=True):
-            if row.get("table") != table or len(rows) >= _BLOCK_ROWS:
-                if rows:
-                    yield SeriesBlock(name, tags, columns, rows)
-                rows = []
-                if row.get("table") != table:
-                    table = row.get("table")
-                    name = str(row["_measurement"])
-                    tags = {
-                        key: str(value)
-                        for key, value in row.items()
-                        if isinstance(value, _Tag) and key not in _FLUX_META and value
-                    }
-                    columns = tuple(
-                        key
-                        for key, value in row.items()
-                        if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
-                    )
-            if row["_time"] is None:
-                # A point without its time would be written at "now" by the server.
-                raise QueryFailed(f"a row of {name!r} without _time")
-            rows.append([row["_time"], *(row.get(key) for key in columns)])
-        if rows:
-            yield SeriesBlock(name, tags, columns, rows)
+        async for block in _series_blocks(self._flux_rows("\n".join(lines), typed=True), name):
+            yield block
 
     async def _flux_rows(self, flux: str, *, typed: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Stream the rows of an annotated-CSV Flux answer."""
@@ -350,6 +322,41 @@ def _select(selection: Selection) -> list[str]:
     if conditions:
         lines.append(f"  |> filter(fn: (r) => {' and '.join(conditions)})")
     return lines
+
+
+async def _series_blocks(
+    rows_in: AsyncIterator[dict[str, Any]], name: str
+) -> AsyncIterator[SeriesBlock]:
+    """Group pivoted Flux rows into blocks: after the pivot every table is one series, and its
+    tags are its group columns. ``name`` is the measurement asked for."""
+    table: str | None = None
+    tags: dict[str, str] = {}
+    columns: tuple[str, ...] = ()
+    rows: list[list[Any]] = []
+    async for row in rows_in:
+        if row.get("table") != table or len(rows) >= _BLOCK_ROWS:
+            if rows:
+                yield SeriesBlock(name, tags, columns, rows)
+            rows = []
+            if row.get("table") != table:
+                table = row.get("table")
+                name = str(row["_measurement"])
+                tags = {
+                    key: str(value)
+                    for key, value in row.items()
+                    if isinstance(value, _Tag) and key not in _FLUX_META and value
+                }
+                columns = tuple(
+                    key
+                    for key, value in row.items()
+                    if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
+                )
+        if row["_time"] is None:
+            # A point without its time would be written at "now" by the server.
+            raise QueryFailed(f"a row of {name!r} without _time")
+        rows.append([row["_time"], *(row.get(key) for key in columns)])
+    if rows:
+        yield SeriesBlock(name, tags, columns, rows)
 
 
 def _predicate_string(value: str) -> str:
