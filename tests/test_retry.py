@@ -1,5 +1,6 @@
 """The retry policy: backoff with full jitter and the circuit breaker, on an injected clock."""
 
+import asyncio
 import random
 
 import pytest
@@ -10,6 +11,7 @@ from custom_components.ha_ingestor.engine.retry import (
     CircuitBreaker,
     CircuitState,
     RetryPolicy,
+    Timer,
     call_with_retry,
 )
 
@@ -241,3 +243,22 @@ async def test_call_with_retry_gives_up_after_max_attempts() -> None:
             max_attempts=3,
             sleep=clock.sleep,
         )
+
+
+async def test_a_pause_on_the_timer_ends_when_its_time_is_up() -> None:
+    clock = FakeClock()
+    timer = Timer(monotonic=clock, sleep=clock.sleep)
+    await timer.pause(5, asyncio.Event())
+    assert clock.now == 1005.0
+
+
+async def test_a_pause_ends_at_once_when_interrupted() -> None:
+    never = asyncio.Event()
+    timer = Timer(sleep=lambda _seconds: never.wait())
+    interrupt = asyncio.Event()
+    pausing = asyncio.create_task(timer.pause(5, interrupt))
+    await asyncio.sleep(0)
+    assert not pausing.done()
+    interrupt.set()
+    await asyncio.wait_for(pausing, 1)
+    await timer.pause(5, interrupt)  # already set: no sleep at all

@@ -24,6 +24,18 @@ class Timer:
     monotonic: Clock = time.monotonic
     sleep: Sleep = asyncio.sleep
 
+    async def pause(self, seconds: float, interrupt: asyncio.Event) -> None:
+        """Sleep ``seconds``, but return at once when ``interrupt`` is (or gets) set."""
+        if interrupt.is_set():
+            return
+        sleeping = asyncio.ensure_future(self.sleep(seconds))
+        interrupted = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait((sleeping, interrupted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            interrupted.cancel()
+
 
 SYSTEM_TIMER: Final = Timer()
 

@@ -18,7 +18,8 @@ from .batches import MemoryQueue, TimeOf, ToPoint
 from .dispatch import Dispatcher, Pacing
 from .health import SPOOL_RETRY_SECONDS, ServerProblem, StatsListener, WriterHealth, WriterStats
 from .sending import BatchDelivery
-from .spooled import SpooledBatches, StopRequest
+from .spooled import SpooledBatches
+from .stopping import StopRequest
 
 __all__ = [
     "SPOOL_RETRY_SECONDS",

@@ -10,7 +10,8 @@ from ..retry import CircuitBreaker, CircuitState, Timer
 from .batches import Batch, MemoryQueue, older
 from .health import WriterHealth
 from .sending import BatchDelivery
-from .spooled import SpooledBatches, StopRequest
+from .spooled import SpooledBatches
+from .stopping import StopRequest
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -109,19 +110,8 @@ class Dispatcher:
     async def _sleep(self, deadline: float | None) -> None:
         if deadline is None:
             await self.wake.wait()
-            return
-        alarm = asyncio.ensure_future(
-            self._timer.sleep(max(0.0, deadline - self._timer.monotonic()))
-        )
-        alarm.add_done_callback(self._ring)
-        try:
-            await self.wake.wait()
-        finally:
-            alarm.cancel()
-
-    def _ring(self, alarm: asyncio.Future[object]) -> None:
-        if not alarm.cancelled():
-            self.wake.set()
+        else:
+            await self._timer.pause(max(0.0, deadline - self._timer.monotonic()), self.wake)
 
     def _next_deadline(self) -> float | None:
         memory = self._memory

@@ -12,7 +12,8 @@ from ..retry import CircuitBreaker, CircuitState, RetryPolicy
 from ..spool import DeadLetterFile
 from .batches import Batch, MemoryQueue, off_loop
 from .health import ServerProblem, WriterHealth
-from .spooled import SpooledBatches, StopRequest
+from .spooled import SpooledBatches
+from .stopping import StopRequest
 
 _LOGGER = logging.getLogger(__name__)
 

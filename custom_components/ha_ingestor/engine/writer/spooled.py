@@ -1,49 +1,20 @@
 """The writer's disk: batches spooled while the server is away, and read back to replay."""
 
-import asyncio
 import contextlib
 import logging
 from typing import Any
 
 from ..delivery import Chunk
-from ..retry import CircuitBreaker, Timer
+from ..retry import CircuitBreaker
 from ..spool import DeadLetterFile, Segment, SegmentDamaged, Spool, SpoolError
 from .batches import Batch, MemoryQueue, older
 from .health import WriterHealth
+from .stopping import StopRequest
 
 _LOGGER = logging.getLogger(__name__)
 
 # Older than anything: what a unit whose point times are not known counts as.
 _UNKNOWN_TIME = -(2**63)
-
-
-class StopRequest:
-    """Whether the writer is on its way out: stopping (``requested``; ``flush``: sending what
-    it holds first) or retiring (taking nothing new, stopping by itself once empty)."""
-
-    def __init__(self, timer: Timer) -> None:
-        self.requested = False
-        self.flush = True
-        self.retiring = False
-        self._timer = timer
-        self._event = asyncio.Event()
-
-    def set(self, *, flush: bool) -> None:
-        self.flush = flush
-        self.requested = True
-        self._event.set()
-
-    async def pause(self, delay: float) -> None:
-        """Sleep on the timer; a stop request cuts it short."""
-        if self.requested:
-            return
-        sleeping = asyncio.ensure_future(self._timer.sleep(delay))
-        stopping = asyncio.ensure_future(self._event.wait())
-        try:
-            await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeping.cancel()
-            stopping.cancel()
 
 
 class SpooledBatches:
