@@ -1,5 +1,6 @@
 """The retry policy: backoff with full jitter and the circuit breaker, on an injected clock."""
 
+import asyncio
 import random
 
 import pytest
@@ -10,6 +11,7 @@ from custom_components.ha_ingestor.engine.retry import (
     CircuitBreaker,
     CircuitState,
     RetryPolicy,
+    Timer,
     call_with_retry,
 )
 
@@ -109,6 +111,19 @@ def test_breaker_half_opens_after_the_cool_down_with_one_probe() -> None:
     assert breaker.allow()
     assert not breaker.allow()
     assert not breaker.accepting
+
+
+def test_the_breaker_is_half_open_once_retry_after_says_so() -> None:
+    """Whoever sleeps retry_after() finds the probe free, whatever the float rounding."""
+    now = 0.25
+    breaker = CircuitBreaker(failure_threshold=1, cool_down=0.1, clock=lambda: now)
+    breaker.trip()
+    now = 0.3
+    assert state_of(breaker) is CircuitState.OPEN
+    now += breaker.retry_after()  # 0.35, where 0.35 - 0.25 is a hair under 0.1
+    assert breaker.retry_after() == 0
+    assert state_of(breaker) is CircuitState.HALF_OPEN
+    assert breaker.allow()
 
 
 def test_a_successful_probe_closes_the_breaker() -> None:
@@ -228,3 +243,22 @@ async def test_call_with_retry_gives_up_after_max_attempts() -> None:
             max_attempts=3,
             sleep=clock.sleep,
         )
+
+
+async def test_a_pause_on_the_timer_ends_when_its_time_is_up() -> None:
+    clock = FakeClock()
+    timer = Timer(monotonic=clock, sleep=clock.sleep)
+    await timer.pause(5, asyncio.Event())
+    assert clock.now == 1005.0
+
+
+async def test_a_pause_ends_at_once_when_interrupted() -> None:
+    never = asyncio.Event()
+    timer = Timer(sleep=lambda _seconds: never.wait())
+    interrupt = asyncio.Event()
+    pausing = asyncio.create_task(timer.pause(5, interrupt))
+    await asyncio.sleep(0)
+    assert not pausing.done()
+    interrupt.set()
+    await asyncio.wait_for(pausing, 1)
+    await timer.pause(5, interrupt)  # already set: no sleep at all

@@ -32,6 +32,7 @@ from custom_components.ha_ingestor.engine.writer import (
 )
 
 from .influx_server import ADMIN_PASSWORD, ADMIN_USER, InfluxServer, free_port
+from .manual_clock import ManualClock
 
 T0 = 1_700_000_000_000_000_000
 _offsets = itertools.count()
@@ -144,13 +145,21 @@ async def test_full_batches_go_out_at_once(
 async def test_a_partial_batch_goes_out_after_the_flush_interval(
     client: InfluxClient, influxd: InfluxServer, database: str, tmp_path: Path
 ) -> None:
+    clock = ManualClock()
     write = Switchable(client)
-    writer = make_writer(write, tmp_path, database, flush_interval=0.1)
+    writer = make_writer(write, tmp_path, database, flush_interval=60, timer=clock.timer)
     writer.start()
     for point in make_points(10):
         writer.enqueue(point)
-    await wait_until(lambda: writer.stats.points_written == 10, within=2)
+    await wait_until(lambda: clock.sleeping > 0)  # the dispatcher waits for the interval
+    await clock.advance(59.9)
+    await asyncio.sleep(0.1)  # what would go out early has its chance to
+    assert write.calls == 0
+    assert writer.stats.queue_depth == 10
+    await clock.advance(0.1)
+    await wait_until(lambda: writer.stats.points_written == 10)
     assert write.calls == 1
+    assert count_rows(influxd, database) == 10
     await writer.stop()
 
 
@@ -627,15 +636,28 @@ async def test_a_slow_server_makes_the_writer_spool_beyond_max_queue(
 async def test_stats_changes_are_coalesced(
     client: InfluxClient, database: str, tmp_path: Path
 ) -> None:
+    """Progress is told at most once per stats interval, with the stats as they are then."""
+    clock = ManualClock()
     seen: list[WriterStats] = []
-    writer = make_writer(client.write, tmp_path, database, on_change=seen.append)
+    writer = make_writer(
+        client.write,
+        tmp_path,
+        database,
+        on_change=seen.append,
+        stats_interval=5,
+        timer=clock.timer,
+    )
     writer.start()
     for point in make_points(5000):
         writer.enqueue(point)
     await wait_until(lambda: writer.stats.points_written == 5000)
+    assert seen == []
+    await clock.advance(5)
+    await wait_until(lambda: len(seen) == 1)
+    assert seen[0].points_written == 5000
+    assert seen[0].queue_depth == 0
     await writer.stop()
-    assert 0 < len(seen) < 50
-    assert seen[-1].points_written == 5000
+    assert len(seen) == 1, "the final stats are the ones already told"
 
 
 async def test_an_outage_is_logged_once_and_the_recovery_once_at_debug_level(
@@ -738,20 +760,23 @@ async def test_a_retired_writer_takes_no_new_points_and_stops_once_its_spool_is_
     database: str,
     tmp_path: Path,
 ) -> None:
+    clock = ManualClock()
     target = Switchable(dead_client)
-    writer = make_writer(target, tmp_path, database, spool_interval=0.05)
+    writer = make_writer(target, tmp_path, database, spool_interval=0.05, timer=clock.timer)
     writer.start()
     for point in make_points(700):
         writer.enqueue(point)
-    await wait_until(lambda: writer.stats.spooled_points == 700)
+    await clock.run_until(lambda: writer.stats.spooled_points == 700, step=0.05)
     writer.retire()
     writer.enqueue(make_points(1)[0])
     assert writer.stats.points_dropped == 1
-    await asyncio.sleep(0.3)
+    calls = target.calls
+    await clock.run_for(5, step=0.05)  # fifty cool-downs, each ending in a failed probe
+    assert target.calls > calls
     assert not writer.finished, "a retired writer holding points keeps going"
 
     target.client = client
-    await asyncio.wait_for(writer.wait_finished(), 20)
+    await clock.run_until(lambda: writer.finished, step=0.05)
     assert count_rows(influxd, database) == 700
     assert writer.stats.spooled_points == 0
     assert [name for name in os.listdir(tmp_path / "spool") if name.endswith(".lp")] == []
@@ -764,22 +789,24 @@ async def test_flushed_waits_until_no_older_point_is_held_in_memory_or_spool(
     database: str,
     tmp_path: Path,
 ) -> None:
+    clock = ManualClock()
     target = Switchable(dead_client)
-    writer = make_writer(target, tmp_path, database, spool_interval=0.05)
+    writer = make_writer(target, tmp_path, database, spool_interval=0.05, timer=clock.timer)
     writer.start()
     old = make_points(300)
     for point in old:
         writer.enqueue(point)
     cutover = old[-1].time_ns + 1
-    await wait_until(lambda: writer.stats.spooled_points == 300)
+    await clock.run_until(lambda: writer.stats.spooled_points == 300, step=0.05)
     assert writer.holds_before(cutover)
     assert not writer.holds_before(old[0].time_ns)
     waiting = asyncio.create_task(writer.flushed(cutover, poll=0.02))
-    await asyncio.sleep(0.3)
+    await clock.run_for(5, step=0.05)
     assert not waiting.done(), "spooled points are not in the database yet"
 
     target.client = client
-    await asyncio.wait_for(waiting, 20)
+    await clock.run_until(waiting.done, step=0.05)
+    await waiting
     assert count_rows(influxd, database) == 300
     # Newer points may still be held; they do not hold the barrier up.
     assert not writer.holds_before(cutover)

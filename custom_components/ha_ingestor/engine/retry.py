@@ -24,6 +24,18 @@ class Timer:
     monotonic: Clock = time.monotonic
     sleep: Sleep = asyncio.sleep
 
+    async def pause(self, seconds: float, interrupt: asyncio.Event) -> None:
+        """Sleep ``seconds``, but return at once when ``interrupt`` is (or gets) set."""
+        if interrupt.is_set():
+            return
+        sleeping = asyncio.ensure_future(self.sleep(seconds))
+        interrupted = asyncio.ensure_future(interrupt.wait())
+        try:
+            await asyncio.wait((sleeping, interrupted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            interrupted.cancel()
+
 
 SYSTEM_TIMER: Final = Timer()
 
@@ -93,9 +105,11 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         if self._opened_at is None:
             return CircuitState.CLOSED
-        if self._clock() - self._opened_at >= self.cool_down:
-            return CircuitState.HALF_OPEN
-        return CircuitState.OPEN
+        # The same sum as retry_after's: a caller woken when that reaches 0 finds it half-open
+        # (cool-down elapsed, computed differently, can round to just under it).
+        if self._opened_at + self.cool_down - self._clock() > 0:
+            return CircuitState.OPEN
+        return CircuitState.HALF_OPEN
 
     @property
     def consecutive_failures(self) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from ..line_protocol import FieldValue, Point
+from ._stream import reaching_server
 from .errors import (
     CannotConnect,
     DatabaseNotFound,
@@ -19,11 +20,13 @@ from .errors import (
     QueryFailed,
     TlsMismatch,
     WrongApiVersion,
+    check_ping,
 )
 
 __all__ = [
     "Aggregate",
     "AggregateRow",
+    "Aggregation",
     "ApiVersion",
     "CannotConnect",
     "DatabaseNotFound",
@@ -33,6 +36,7 @@ __all__ = [
     "NotInfluxDB",
     "PointsRejected",
     "QueryFailed",
+    "Selection",
     "SeriesBlock",
     "ServerSettings",
     "TagFilter",
@@ -113,6 +117,40 @@ class SeriesBlock:
                 yield point
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The points a read covers: those of ``measurements`` in ``database`` with
+    ``start_ns <= time < end_ns`` whose series match ``where`` (checked: no key without values).
+    """
+
+    database: str
+    measurements: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+    where: TagFilter
+
+    def __post_init__(self) -> None:
+        for key, values in self.where.items():
+            if not values:
+                raise ValueError(f"tag filter on {key!r} has no values")
+
+    def tag_alternatives(self) -> Iterator[tuple[str, list[str]]]:
+        """Per tag key of ``where``, the values a series may carry (any of them), sorted."""
+        for key, values in self.where.items():
+            yield key, sorted(values)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregation:
+    """What :meth:`InfluxClient.aggregate` computes: ``function`` of ``field`` per measurement
+    and ``group_by`` tag group, and with ``every_ns`` per window aligned to the epoch."""
+
+    field: str
+    function: Aggregate
+    group_by: tuple[str, ...]
+    every_ns: int | None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSettings:
     """How to reach one InfluxDB server; ``database`` is the bucket on 2.x."""
@@ -131,7 +169,10 @@ class ServerSettings:
 class InfluxClient(ABC):
     """Operations the integration needs, independent of the server version.
 
-    ``database`` arguments default to the configured database (1.x) or bucket (2.x).
+    ``database`` arguments default to the configured database (1.x) or bucket (2.x). What
+    both versions check and normalise (measurement lists, tag filters, empty ranges) is done
+    here once; the versions build and run the queries (``_read_series``, ``_aggregate``,
+    ``_delete_range``).
     """
 
     def __init__(self, session: aiohttp.ClientSession, settings: ServerSettings) -> None:
@@ -141,10 +182,26 @@ class InfluxClient(ABC):
         # The version the server named in its last /ping answer.
         self.server_version: str | None = None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        # A streamed answer may take as long as it takes, but no read of it may stall.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.timeout, sock_read=settings.timeout
+        )
 
-    @abstractmethod
+    def _url(self, path: str) -> str:
+        return self.settings.url.rstrip("/") + path
+
     async def ping(self) -> None:
         """Raise CannotConnect unless the server answers."""
+        with reaching_server():
+            async with self._session.get(
+                self._url("/ping"), timeout=self._timeout, ssl=self.settings.verify_ssl
+            ) as resp:
+                status, version, body = (
+                    resp.status,
+                    resp.headers.get("X-Influxdb-Version"),
+                    await resp.read(),
+                )
+        self.server_version = check_ping(status, version, body)
 
     @abstractmethod
     async def validate(self) -> None:
@@ -199,8 +256,7 @@ class InfluxClient(ABC):
             for point in block.points():
                 yield point
 
-    @abstractmethod
-    def read_series(
+    async def read_series(
         self,
         measurement: str,
         start_ns: int,
@@ -215,6 +271,17 @@ class InfluxClient(ABC):
         The lean path for bulk copies: no per-point objects unless the caller builds them.
         Blocks are at most one server chunk long; one series may span several blocks.
         """
+        selection = self._selection(measurement, start_ns, end_ns, where, database)
+        if fields is not None and not fields:
+            return
+        async for block in self._read_series(selection, fields):
+            yield block
+
+    @abstractmethod
+    def _read_series(
+        self, selection: Selection, fields: Collection[str] | None
+    ) -> AsyncIterator[SeriesBlock]:
+        """:meth:`read_series` of one measurement; ``fields`` is None or not empty."""
 
     @abstractmethod
     async def field_keys(self, measurement: str, database: str | None = None) -> list[str]:
@@ -226,7 +293,6 @@ class InfluxClient(ABC):
     ) -> list[str]:
         """The distinct values of one tag key in a measurement."""
 
-    @abstractmethod
     async def aggregate(
         self,
         measurements: str | Sequence[str],
@@ -245,8 +311,18 @@ class InfluxClient(ABC):
         ``every_ns`` also groups by time windows aligned to the epoch; empty windows are left
         out. Groups where the field never occurs are left out.
         """
+        if not isinstance(measurements, str) and not measurements:
+            return []
+        selection = self._selection(measurements, start_ns, end_ns, where, database)
+        aggregation = Aggregation(field, Aggregate(function), tuple(group_by), every_ns)
+        return await self._aggregate(selection, aggregation)
 
     @abstractmethod
+    async def _aggregate(
+        self, selection: Selection, aggregation: Aggregation
+    ) -> list[AggregateRow]:
+        """:meth:`aggregate` of at least one measurement."""
+
     async def delete_range(
         self,
         measurement: str,
@@ -262,6 +338,28 @@ class InfluxClient(ABC):
         one way the integration deletes points (rollback and cleanup act on what a migration
         wrote and verified, never on a whole series). ``tags`` must not be empty.
         """
+        if not tags:
+            raise ValueError("delete_range needs at least one tag to match")
+        if end_ns <= start_ns:
+            return
+        await self._delete_range(measurement, tags, start_ns, end_ns, database or self.database)
+
+    @abstractmethod
+    async def _delete_range(
+        self, measurement: str, tags: Mapping[str, str], start_ns: int, end_ns: int, database: str
+    ) -> None:
+        """:meth:`delete_range` of a non-empty range, with at least one tag."""
+
+    def _selection(
+        self,
+        measurements: str | Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        where: TagFilter | None,
+        database: str | None,
+    ) -> Selection:
+        names = (measurements,) if isinstance(measurements, str) else tuple(measurements)
+        return Selection(database or self.database, names, start_ns, end_ns, where or {})
 
 
 def create_client(session: aiohttp.ClientSession, settings: ServerSettings) -> InfluxClient:

@@ -1,8 +1,20 @@
-"""Reading streamed HTTP answers line by line."""
+"""The HTTP side both clients share: reading streamed answers, and what a failed request means."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+import contextlib
 
 import aiohttp
+
+from .errors import connection_error
+
+
+@contextlib.contextmanager
+def reaching_server() -> Iterator[None]:
+    """Turn aiohttp's and timeout errors inside into the CannotConnect they mean."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise connection_error(err) from err
 
 
 async def iter_lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:

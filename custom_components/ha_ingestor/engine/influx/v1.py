@@ -1,22 +1,20 @@
 """InfluxDB 1.x: InfluxQL over /query and line protocol over /write, on HA's aiohttp session."""
 
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
 from ..line_protocol import FieldValue
-from . import Aggregate, AggregateRow, InfluxClient, SeriesBlock, TagFilter
-from ._stream import iter_lines
+from . import AggregateRow, Aggregation, InfluxClient, Selection, SeriesBlock
+from ._stream import iter_lines, reaching_server
 from .errors import (
     CannotConnect,
     DatabaseNotFound,
     InvalidAuth,
     PointsRejected,
     QueryFailed,
-    check_ping,
-    connection_error,
     error_text,
 )
 
@@ -60,23 +58,6 @@ class InfluxV1Client(InfluxClient):
             )
         return None
 
-    def _url(self, path: str) -> str:
-        return self.settings.url.rstrip("/") + path
-
-    async def ping(self) -> None:
-        try:
-            async with self._session.get(
-                self._url("/ping"), timeout=self._timeout, ssl=self.settings.verify_ssl
-            ) as resp:
-                status, version, body = (
-                    resp.status,
-                    resp.headers.get("X-Influxdb-Version"),
-                    await resp.read(),
-                )
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise connection_error(err) from err
-        self.server_version = check_ping(status, version, body)
-
     async def validate(self) -> None:
         if not await self.database_exists(self.database):
             raise DatabaseNotFound(self.database)
@@ -93,7 +74,7 @@ class InfluxV1Client(InfluxClient):
 
     async def write(self, body: bytes, database: str | None = None) -> None:
         params = {"db": database or self.database, "precision": "ns"}
-        try:
+        with reaching_server():
             async with self._session.post(
                 self._url("/write"),
                 params=params,
@@ -105,8 +86,6 @@ class InfluxV1Client(InfluxClient):
                 if resp.status == 204:
                     return
                 text = _error_text(await resp.read())
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise connection_error(err) from err
         raise _write_error(resp.status, text)
 
     async def measurements(self, database: str | None = None) -> list[str]:
@@ -124,31 +103,24 @@ class InfluxV1Client(InfluxClient):
             types.setdefault(str(key), str(field_type))
         return types
 
-    async def read_series(
-        self,
-        measurement: str,
-        start_ns: int,
-        end_ns: int,
-        database: str | None = None,
-        *,
-        where: TagFilter | None = None,
-        fields: Collection[str] | None = None,
+    async def _read_series(
+        self, selection: Selection, fields: Collection[str] | None
     ) -> AsyncIterator[SeriesBlock]:
-        database = database or self.database
-        types = await self.field_types(measurement, database)
+        (measurement,) = selection.measurements
+        types = await self.field_types(measurement, selection.database)
         if fields is None:
-            selection = "*"
+            chosen = "*"
         else:
             types = {key: kind for key, kind in types.items() if key in fields}
             if not types:
                 return
-            selection = ", ".join(quote_ident(key) for key in types)
+            chosen = ", ".join(quote_ident(key) for key in types)
         converters = {key: _CONVERTERS.get(kind, _identity) for key, kind in types.items()}
         query = (
-            f"SELECT {selection} FROM {quote_ident(measurement)} "
-            f"WHERE {_time_and_tags(start_ns, end_ns, where)} GROUP BY *"
+            f"SELECT {chosen} FROM {quote_ident(measurement)} "
+            f"WHERE {_time_and_tags(selection)} GROUP BY *"
         )
-        async for series in self._stream(query, database):
+        async for series in self._stream(query, selection.database):
             rows = series.get("values")
             if not rows:
                 continue
@@ -173,36 +145,23 @@ class InfluxV1Client(InfluxClient):
         )
         return [str(row[1]) for row in rows]
 
-    async def aggregate(
-        self,
-        measurements: str | Sequence[str],
-        field: str,
-        function: Aggregate,
-        *,
-        start_ns: int,
-        end_ns: int,
-        group_by: Sequence[str] = (),
-        every_ns: int | None = None,
-        where: TagFilter | None = None,
-        database: str | None = None,
+    async def _aggregate(
+        self, selection: Selection, aggregation: Aggregation
     ) -> list[AggregateRow]:
-        names = [measurements] if isinstance(measurements, str) else list(measurements)
-        if not names:
-            return []
-        groups = [quote_ident(key) for key in group_by]
-        if every_ns is not None:
-            groups.insert(0, f"time({int(every_ns)}ns)")
+        groups = [quote_ident(key) for key in aggregation.group_by]
+        if aggregation.every_ns is not None:
+            groups.insert(0, f"time({int(aggregation.every_ns)}ns)")
         query = (
-            f"SELECT {Aggregate(function).value}({quote_ident(field)}) "
-            f"FROM {', '.join(quote_ident(name) for name in names)} "
-            f"WHERE {_time_and_tags(start_ns, end_ns, where)}"
+            f"SELECT {aggregation.function.value}({quote_ident(aggregation.field)}) "
+            f"FROM {', '.join(quote_ident(name) for name in selection.measurements)} "
+            f"WHERE {_time_and_tags(selection)}"
         )
         if groups:
             query += f" GROUP BY {', '.join(groups)}"
-        if every_ns is not None:
+        if aggregation.every_ns is not None:
             query += " fill(none)"
         result = []
-        async for series in self._stream(query, database or self.database):
+        async for series in self._stream(query, selection.database):
             name = str(series.get("name", ""))
             tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
             for time_ns, value in series.get("values") or ():
@@ -210,26 +169,16 @@ class InfluxV1Client(InfluxClient):
                     result.append(AggregateRow(name, tags, int(time_ns), value))
         return result
 
-    async def delete_range(
-        self,
-        measurement: str,
-        tags: Mapping[str, str],
-        *,
-        start_ns: int,
-        end_ns: int,
-        database: str | None = None,
+    async def _delete_range(
+        self, measurement: str, tags: Mapping[str, str], start_ns: int, end_ns: int, database: str
     ) -> None:
-        if not tags:
-            raise ValueError("delete_range needs at least one tag to match")
-        if end_ns <= start_ns:
-            return
         condition = " AND ".join(
             f"{quote_ident(key)} = {quote_literal(value)}" for key, value in tags.items()
         )
         await self._rows(
             f"DELETE FROM {quote_ident(measurement)} WHERE {condition} "
             f"AND time >= {int(start_ns)} AND time < {int(end_ns)}",
-            database or self.database,
+            database,
         )
 
     async def query(self, query: str, database: str | None = None) -> list[Mapping[str, Any]]:
@@ -247,15 +196,13 @@ class InfluxV1Client(InfluxClient):
         data = {"q": query, "epoch": "ns", "chunked": "true", "chunk_size": str(CHUNK_SIZE)}
         if database:
             data["db"] = database
-        try:
+        with reaching_server():
             async with self._session.post(
                 self._url("/query"),
                 data=data,
                 headers=_QUERY_HEADERS,
                 auth=self._auth,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.settings.timeout, sock_read=self.settings.timeout
-                ),
+                timeout=self._stream_timeout,
                 ssl=self.settings.verify_ssl,
             ) as resp:
                 if resp.status != 200:
@@ -273,18 +220,14 @@ class InfluxV1Client(InfluxClient):
                             _raise_query_error(str(result["error"]))
                         for series in result.get("series", ()):
                             yield series
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise connection_error(err) from err
 
 
-def _time_and_tags(start_ns: int, end_ns: int, where: TagFilter | None) -> str:
+def _time_and_tags(selection: Selection) -> str:
     """A WHERE condition: the half-open time range and, per tag key, any of its values."""
-    conditions = [f"time >= {int(start_ns)}", f"time < {int(end_ns)}"]
-    for key, values in (where or {}).items():
-        if not values:
-            raise ValueError(f"tag filter on {key!r} has no values")
+    conditions = [f"time >= {int(selection.start_ns)}", f"time < {int(selection.end_ns)}"]
+    for key, values in selection.tag_alternatives():
         alternatives = " OR ".join(
-            f"{quote_ident(key)} = {quote_literal(value)}" for value in sorted(values)
+            f"{quote_ident(key)} = {quote_literal(value)}" for value in values
         )
         conditions.append(f"({alternatives})")
     return " AND ".join(conditions)

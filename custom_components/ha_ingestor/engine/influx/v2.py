@@ -7,18 +7,17 @@ microseconds; ours streams from HA's session and keeps nanoseconds, at the same 
 (benchmarks/flux_parser.py). tests/test_flux_csv_crosscheck.py holds it to the library's reading.
 """
 
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 import csv
 from datetime import UTC, datetime
 import re
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ..line_protocol import FieldValue
-from . import Aggregate, AggregateRow, InfluxClient, SeriesBlock, TagFilter
-from ._stream import iter_lines
+from . import Aggregate, AggregateRow, Aggregation, InfluxClient, Selection, SeriesBlock
+from ._stream import iter_lines, reaching_server
 from .errors import (
     CannotConnect,
     DatabaseNotFound,
@@ -26,8 +25,6 @@ from .errors import (
     PointsRejected,
     QueryFailed,
     WrongApiVersion,
-    check_ping,
-    connection_error,
     error_text,
 )
 
@@ -84,9 +81,6 @@ class InfluxV2Client(InfluxClient):
             headers["Content-Type"] = content_type
         return headers
 
-    def _url(self, path: str) -> str:
-        return self.settings.url.rstrip("/") + path
-
     async def _request(
         self,
         method: str,
@@ -97,7 +91,7 @@ class InfluxV2Client(InfluxClient):
         data: bytes | None = None,
         content_type: str | None = None,
     ) -> tuple[int, bytes]:
-        try:
+        with reaching_server():
             async with self._session.request(
                 method,
                 self._url(path),
@@ -108,22 +102,6 @@ class InfluxV2Client(InfluxClient):
                 ssl=self.settings.verify_ssl,
             ) as resp:
                 return resp.status, await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise connection_error(err) from err
-
-    async def ping(self) -> None:
-        try:
-            async with self._session.get(
-                self._url("/ping"), timeout=self._timeout, ssl=self.settings.verify_ssl
-            ) as resp:
-                status, version, body = (
-                    resp.status,
-                    resp.headers.get("X-Influxdb-Version"),
-                    await resp.read(),
-                )
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise connection_error(err) from err
-        self.server_version = check_ping(status, version, body)
 
     async def validate(self) -> None:
         if self.server_version is None:
@@ -224,33 +202,20 @@ class InfluxV2Client(InfluxClient):
         )
         return [str(row["_value"]) async for row in self._flux_rows(flux)]
 
-    async def aggregate(
-        self,
-        measurements: str | Sequence[str],
-        field: str,
-        function: Aggregate,
-        *,
-        start_ns: int,
-        end_ns: int,
-        group_by: Sequence[str] = (),
-        every_ns: int | None = None,
-        where: TagFilter | None = None,
-        database: str | None = None,
+    async def _aggregate(
+        self, selection: Selection, aggregation: Aggregation
     ) -> list[AggregateRow]:
-        names = [measurements] if isinstance(measurements, str) else list(measurements)
-        if not names:
-            return []
-        function = Aggregate(function)
+        function = aggregation.function
         # Like InfluxQL, results stay apart per measurement.
-        columns = ", ".join(flux_string(key) for key in ("_measurement", *group_by))
+        columns = ", ".join(flux_string(key) for key in ("_measurement", *aggregation.group_by))
         lines = [
-            *_select(database or self.database, start_ns, end_ns, names, where),
-            f"  |> filter(fn: (r) => r._field == {flux_string(field)})",
+            *_select(selection),
+            f"  |> filter(fn: (r) => r._field == {flux_string(aggregation.field)})",
         ]
-        if every_ns is not None:
+        if aggregation.every_ns is not None:
             lines += [
                 f"  |> group(columns: [{columns}])",
-                f"  |> aggregateWindow(every: {int(every_ns)}ns, fn: {function.value}, "
+                f"  |> aggregateWindow(every: {int(aggregation.every_ns)}ns, fn: {function.value}, "
                 'createEmpty: false, timeSrc: "_start")',
             ]
         elif function in (Aggregate.FIRST, Aggregate.LAST):
@@ -272,23 +237,13 @@ class InfluxV2Client(InfluxClient):
             time_ns = row.get("_time")
             if time_ns is None:
                 time_ns = parse_rfc3339_ns(row["_start"])
-            tags = {key: str(row[key]) for key in group_by if row.get(key)}
+            tags = {key: str(row[key]) for key in aggregation.group_by if row.get(key)}
             result.append(AggregateRow(str(row["_measurement"]), tags, int(time_ns), value))
         return result
 
-    async def delete_range(
-        self,
-        measurement: str,
-        tags: Mapping[str, str],
-        *,
-        start_ns: int,
-        end_ns: int,
-        database: str | None = None,
+    async def _delete_range(
+        self, measurement: str, tags: Mapping[str, str], start_ns: int, end_ns: int, database: str
     ) -> None:
-        if not tags:
-            raise ValueError("delete_range needs at least one tag to match")
-        if end_ns <= start_ns:
-            return
         terms = [f"_measurement={_predicate_string(measurement)}"]
         for key, value in tags.items():
             if not _PREDICATE_KEY.match(key):
@@ -302,61 +257,24 @@ class InfluxV2Client(InfluxClient):
         status, body = await self._request(
             "POST",
             "/api/v2/delete",
-            params={"org": self.settings.organization or "", "bucket": database or self.database},
+            params={"org": self.settings.organization or "", "bucket": database},
             json={"start": rfc3339(start), "stop": rfc3339(stop), "predicate": " AND ".join(terms)},
         )
         if status == 400:
             raise QueryFailed(_error_text(body))
         _raise_for_status(status, body)
 
-    async def read_series(
-        self,
-        measurement: str,
-        start_ns: int,
-        end_ns: int,
-        database: str | None = None,
-        *,
-        where: TagFilter | None = None,
-        fields: Collection[str] | None = None,
+    async def _read_series(
+        self, selection: Selection, fields: Collection[str] | None
     ) -> AsyncIterator[SeriesBlock]:
-        lines = _select(database or self.database, start_ns, end_ns, [measurement], where)
+        lines = _select(selection)
         if fields is not None:
-            if not fields:
-                return
             either = " or ".join(f"r._field == {flux_string(name)}" for name in sorted(fields))
             lines.append(f"  |> filter(fn: (r) => {either})")
         lines.append('  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")')
-        flux = "\n".join(lines)
-        # After the pivot every table is one series: tags are its group columns.
-        table: str | None = None
-        name = measurement
-        tags: dict[str, str] = {}
-        columns: tuple[str, ...] = ()
-        rows: list[list[Any]] = []
-        async for row in self._flux_rows(flux, typed=True):
-            if row.get("table") != table or len(rows) >= _BLOCK_ROWS:
-                if rows:
-                    yield SeriesBlock(name, tags, columns, rows)
-                rows = []
-                if row.get("table") != table:
-                    table = row.get("table")
-                    name = str(row["_measurement"])
-                    tags = {
-                        key: str(value)
-                        for key, value in row.items()
-                        if isinstance(value, _Tag) and key not in _FLUX_META and value
-                    }
-                    columns = tuple(
-                        key
-                        for key, value in row.items()
-                        if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
-                    )
-            if row["_time"] is None:
-                # A point without its time would be written at "now" by the server.
-                raise QueryFailed(f"a row of {name!r} without _time")
-            rows.append([row["_time"], *(row.get(key) for key in columns)])
-        if rows:
-            yield SeriesBlock(name, tags, columns, rows)
+        (name,) = selection.measurements
+        async for block in _series_blocks(self._flux_rows("\n".join(lines), typed=True), name):
+            yield block
 
     async def _flux_rows(self, flux: str, *, typed: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Stream the rows of an annotated-CSV Flux answer."""
@@ -365,15 +283,13 @@ class InfluxV2Client(InfluxClient):
             "type": "flux",
             "dialect": {"annotations": ["datatype", "group"], "header": True},
         }
-        try:
+        with reaching_server():
             async with self._session.post(
                 self._url("/api/v2/query"),
                 params={"org": self.settings.organization or ""},
                 data=orjson.dumps(body),
                 headers=self._headers("application/json") | {"Accept": "application/csv"},
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.settings.timeout, sock_read=self.settings.timeout
-                ),
+                timeout=self._stream_timeout,
                 ssl=self.settings.verify_ssl,
             ) as resp:
                 if resp.status != 200:
@@ -387,31 +303,60 @@ class InfluxV2Client(InfluxClient):
                     row = parser.feed(line.decode())
                     if row is not None:
                         yield row
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise connection_error(err) from err
 
 
-def _select(
-    bucket: str, start_ns: int, end_ns: int, measurements: Sequence[str], where: TagFilter | None
-) -> list[str]:
+def _select(selection: Selection) -> list[str]:
     """The Flux lines choosing a time range, measurements and series by tag."""
-    alternatives = " or ".join(f"r._measurement == {flux_string(name)}" for name in measurements)
+    alternatives = " or ".join(
+        f"r._measurement == {flux_string(name)}" for name in selection.measurements
+    )
     lines = [
-        f"from(bucket: {flux_string(bucket)})",
-        f"  |> range(start: {rfc3339(start_ns)}, stop: {rfc3339(end_ns)})",
+        f"from(bucket: {flux_string(selection.database)})",
+        f"  |> range(start: {rfc3339(selection.start_ns)}, stop: {rfc3339(selection.end_ns)})",
         f"  |> filter(fn: (r) => {alternatives})",
     ]
-    if where:
-        conditions = []
-        for key, values in where.items():
-            if not values:
-                raise ValueError(f"tag filter on {key!r} has no values")
-            either = " or ".join(
-                f"r[{flux_string(key)}] == {flux_string(value)}" for value in sorted(values)
-            )
-            conditions.append(f"({either})")
+    conditions = []
+    for key, values in selection.tag_alternatives():
+        either = " or ".join(f"r[{flux_string(key)}] == {flux_string(value)}" for value in values)
+        conditions.append(f"({either})")
+    if conditions:
         lines.append(f"  |> filter(fn: (r) => {' and '.join(conditions)})")
     return lines
+
+
+async def _series_blocks(
+    rows_in: AsyncIterator[dict[str, Any]], name: str
+) -> AsyncIterator[SeriesBlock]:
+    """Group pivoted Flux rows into blocks: after the pivot every table is one series, and its
+    tags are its group columns. ``name`` is the measurement asked for."""
+    table: str | None = None
+    tags: dict[str, str] = {}
+    columns: tuple[str, ...] = ()
+    rows: list[list[Any]] = []
+    async for row in rows_in:
+        if row.get("table") != table or len(rows) >= _BLOCK_ROWS:
+            if rows:
+                yield SeriesBlock(name, tags, columns, rows)
+            rows = []
+            if row.get("table") != table:
+                table = row.get("table")
+                name = str(row["_measurement"])
+                tags = {
+                    key: str(value)
+                    for key, value in row.items()
+                    if isinstance(value, _Tag) and key not in _FLUX_META and value
+                }
+                columns = tuple(
+                    key
+                    for key, value in row.items()
+                    if key not in _FLUX_META and not isinstance(value, _Tag) and key not in tags
+                )
+        if row["_time"] is None:
+            # A point without its time would be written at "now" by the server.
+            raise QueryFailed(f"a row of {name!r} without _time")
+        rows.append([row["_time"], *(row.get(key) for key in columns)])
+    if rows:
+        yield SeriesBlock(name, tags, columns, rows)
 
 
 def _predicate_string(value: str) -> str:
