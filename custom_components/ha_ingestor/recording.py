@@ -7,7 +7,7 @@ wait or fail (batching, retries, the spool).
 """
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 import contextlib
 from dataclasses import dataclass
 import functools
@@ -36,7 +36,7 @@ from .engine.spool import DeadLetterFile, Spool
 from .engine.writer import PointWriter, ServerProblem, ToPoint, WriteFunction, WriterStats
 from .layouts.legacy import LegacyLayout, core_encoder
 from .layouts.optimized import OptimizedLayout, OptimizedOptions
-from .options import EntryOptions
+from .options import EntityFilter, EntryOptions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,6 +119,39 @@ class IngestStats:
     # Points of damaged spool segments moved aside unreplayed.
     damaged_points: int = 0
 
+    @classmethod
+    def combine(
+        cls,
+        stats: Mapping[Recording, WriterStats],
+        *,
+        dead_letter_count: int,
+        written_by_finished: int,
+    ) -> "IngestStats":
+        """The figures of these writers added up (``written_by_finished``: points of writers
+        that have finished, kept in the total)."""
+        values = stats.values()
+        return cls(
+            connected=all(s.connected for s in values),
+            queue_depth=sum(s.queue_depth for s in values),
+            spooled_points=sum(s.spooled_points for s in values),
+            dead_letter_count=dead_letter_count,
+            points_written=written_by_finished + sum(s.points_written for s in values),
+            points_dropped=sum(s.points_dropped for s in values),
+            last_error=next((s.last_error for s in values if s.last_error), None),
+            spool_error=next((s.spool_error for s in values if s.spool_error), None),
+            problems=tuple(sorted({s.problem for s in values if s.problem})),
+            missing_databases=tuple(
+                sorted(
+                    {
+                        recording.database
+                        for recording, s in stats.items()
+                        if s.problem is ServerProblem.DATABASE_NOT_FOUND
+                    }
+                )
+            ),
+            damaged_points=sum(s.damaged_points for s in values),
+        )
+
 
 SPOOL_PREFIX = "spool-"
 # Written into every spool directory: which layout and database its points are for, so a
@@ -139,6 +172,67 @@ def spool_directory_name(recording: Recording) -> str:
 def _state_change_time(change: StateChange) -> int:
     # Microseconds, as the layouts' datetime keeps them.
     return int(change[1] * 1_000_000) * 1000
+
+
+class RecordedEntities:
+    """Which entities are recorded, and their areas: looked up once, forgotten when the
+    entity, device or area registries change."""
+
+    def __init__(self, hass: HomeAssistant, entity_filter: EntityFilter) -> None:
+        """Filter as HA's include / exclude lists do; our own entities are never recorded."""
+        self.area_of = area_lookup(hass)
+        self._filter = generate_filter(
+            list(entity_filter.include_domains),
+            list(entity_filter.include_entities),
+            list(entity_filter.exclude_domains),
+            list(entity_filter.exclude_entities),
+            list(entity_filter.include_globs),
+            list(entity_filter.exclude_globs),
+        )
+        self._registry = er.async_get(hass)
+        # Entity id → whether its state changes are recorded, and its area. The event-bus
+        # listener reads it directly: a dict lookup per state change.
+        self.known: dict[str, tuple[bool, str | None]] = {}
+
+    def look_up(self, entity_id: str) -> tuple[bool, str | None]:
+        """Whether an entity's state changes are recorded, and its area (remembered)."""
+        found = self.known[entity_id] = self._look_up(entity_id)
+        return found
+
+    def _look_up(self, entity_id: str) -> tuple[bool, str | None]:
+        if not self._filter(entity_id):
+            return False, None
+        # Our own sensors change whenever points are written; recording them would feed back.
+        registered = self._registry.async_get(entity_id)
+        if registered is not None and registered.platform == DOMAIN:
+            return False, None
+        return True, self.area_of(entity_id)
+
+    def async_listen(self, hass: HomeAssistant) -> list[Callable[[], None]]:
+        """Forget what a registry change may have changed; the unsubscribe callables."""
+        bus = hass.bus
+        return [
+            bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._async_entity_updated),
+            bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._async_device_updated),
+            bus.async_listen(ar.EVENT_AREA_REGISTRY_UPDATED, self._async_area_updated),
+        ]
+
+    @callback
+    def _async_entity_updated(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
+        data = event.data
+        self.known.pop(data["entity_id"], None)
+        if data["action"] == "update" and "old_entity_id" in data:
+            self.known.pop(data["old_entity_id"], None)
+
+    @callback
+    def _async_device_updated(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+        data = event.data
+        if data["action"] == "update" and "area_id" in data["changes"]:
+            self.known.clear()  # the areas of its entities may have changed
+
+    @callback
+    def _async_area_updated(self, _event: Event[ar.EventAreaRegistryUpdatedData]) -> None:
+        self.known.clear()  # an area was renamed or removed
 
 
 class Ingestion:
@@ -166,20 +260,8 @@ class Ingestion:
         self.mode = options.write_mode
         self._optimized_database = options.optimized_database or client.database
         self.legacy_layout = LegacyLayout(options.legacy)
-        self._area_of = area_lookup(hass)
-        self.optimized_layout = OptimizedLayout(options.optimized, self._area_of)
-        entities = options.entity_filter
-        self._filter = generate_filter(
-            list(entities.include_domains),
-            list(entities.include_entities),
-            list(entities.exclude_domains),
-            list(entities.exclude_entities),
-            list(entities.include_globs),
-            list(entities.exclude_globs),
-        )
-        # Entity id → whether its state changes are recorded, and its area; forgotten when the
-        # registries change.
-        self._entities: dict[str, tuple[bool, str | None]] = {}
+        self._entities = RecordedEntities(hass, options.entity_filter)
+        self.optimized_layout = OptimizedLayout(options.optimized, self._entities.area_of)
         self.dead_letters = DeadLetterFile(storage_dir / "dead_letter.jsonl")
         self._active: dict[Recording, PointWriter[StateChange]] = {}
         self._retired: dict[Recording, PointWriter[StateChange]] = {}
@@ -189,7 +271,6 @@ class Ingestion:
         # Points written by writers that have finished since the start (kept in the total).
         self._written_by_finished = 0
         self._unsubscribe: list[Callable[[], None]] = []
-        self._entity_registry = er.async_get(hass)
         # Off by default: with it, every body an optimized writer delivers marks its windows.
         self.rollups = RollupJob(client, interval=ROLLUP_INTERVAL) if options.rollups else None
         self._rollup_task: asyncio.Task[None] | None = None
@@ -245,12 +326,9 @@ class Ingestion:
             self._rollup_task = self._hass.async_create_background_task(
                 self.rollups.run(), f"{DOMAIN} rollups"
             )
-        bus = self._hass.bus
         self._unsubscribe = [
-            bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._async_entity_updated),
-            bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._async_device_updated),
-            bus.async_listen(ar.EVENT_AREA_REGISTRY_UPDATED, self._async_area_updated),
-            bus.async_listen(EVENT_STATE_CHANGED, self._async_state_changed),
+            *self._entities.async_listen(self._hass),
+            self._hass.bus.async_listen(EVENT_STATE_CHANGED, self._async_state_changed),
         ]
 
     async def async_stop(self) -> None:
@@ -337,28 +415,10 @@ class Ingestion:
     def stats(self) -> IngestStats:
         """All writers' figures combined, retired ones included."""
         everyone = {**self._retired, **self._active}
-        stats = {recording: writer.stats for recording, writer in everyone.items()}
-        values = stats.values()
-        return IngestStats(
-            connected=all(s.connected for s in values),
-            queue_depth=sum(s.queue_depth for s in values),
-            spooled_points=sum(s.spooled_points for s in values),
+        return IngestStats.combine(
+            {recording: writer.stats for recording, writer in everyone.items()},
             dead_letter_count=self.dead_letters.count,
-            points_written=self._written_by_finished + sum(s.points_written for s in values),
-            points_dropped=sum(s.points_dropped for s in values),
-            last_error=next((s.last_error for s in values if s.last_error), None),
-            spool_error=next((s.spool_error for s in values if s.spool_error), None),
-            problems=tuple(sorted({s.problem for s in values if s.problem})),
-            missing_databases=tuple(
-                sorted(
-                    {
-                        recording.database
-                        for recording, s in stats.items()
-                        if s.problem is ServerProblem.DATABASE_NOT_FOUND
-                    }
-                )
-            ),
-            damaged_points=sum(s.damaged_points for s in values),
+            written_by_finished=self._written_by_finished,
         )
 
     async def _writer(self, recording: Recording) -> PointWriter[StateChange]:
@@ -429,42 +489,15 @@ class Ingestion:
         state = event.data["new_state"]
         if state is None:
             return
-        entity = self._entities.get(state.entity_id)
+        entity = self._entities.known.get(state.entity_id)
         if entity is None:
-            entity = self._entities[state.entity_id] = self._look_up(state.entity_id)
+            entity = self._entities.look_up(state.entity_id)
         recorded, area = entity
         if not recorded:
             return
         change = (state, event.time_fired_timestamp, area)
         for writer in self._targets:
             writer.enqueue(change)
-
-    def _look_up(self, entity_id: str) -> tuple[bool, str | None]:
-        """Whether an entity's state changes are recorded, and its area."""
-        if not self._filter(entity_id):
-            return False, None
-        # Our own sensors change whenever points are written; recording them would feed back.
-        registered = self._entity_registry.async_get(entity_id)
-        if registered is not None and registered.platform == DOMAIN:
-            return False, None
-        return True, self._area_of(entity_id)
-
-    @callback
-    def _async_entity_updated(self, event: Event[er.EventEntityRegistryUpdatedData]) -> None:
-        data = event.data
-        self._entities.pop(data["entity_id"], None)
-        if data["action"] == "update" and "old_entity_id" in data:
-            self._entities.pop(data["old_entity_id"], None)
-
-    @callback
-    def _async_device_updated(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
-        data = event.data
-        if data["action"] == "update" and "area_id" in data["changes"]:
-            self._entities.clear()  # the areas of its entities may have changed
-
-    @callback
-    def _async_area_updated(self, _event: Event[ar.EventAreaRegistryUpdatedData]) -> None:
-        self._entities.clear()  # an area was renamed or removed
 
 
 def _safe(name: str) -> str:
