@@ -5,8 +5,8 @@ waits that a stop cuts short. No Home Assistant in here.
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from ..influx import CannotConnect, InfluxClient, PointsRejected
-from ..retry import RetryPolicy, Timer, call_with_retry
+from ...influx import CannotConnect, InfluxClient, PointsRejected
+from ...retry import RetryPolicy, Timer, call_with_retry
 
 type ConnectionListener = Callable[[bool], None]
 

@@ -4,12 +4,12 @@ the dead-letter file. No Home Assistant in here.
 
 import asyncio
 
-from ..influx import PointsRejected
-from ..line_protocol import tag_value
-from ..spool import DeadLetterFile
+from ...influx import PointsRejected
+from ...line_protocol import tag_value
+from ...spool import DeadLetterFile
+from ..model import MigrationState
 from .copy_windows import LineBatch
 from .line_batcher import LandBatch
-from .model import MigrationState
 from .server_link import ServerLink, Stopping, StopRequest
 
 

@@ -1,9 +1,9 @@
 """The backfill: copies the legacy history into the optimized layout, window by window.
 
-No Home Assistant in here: the glue (``migration.py``) drives it with HA's ``Store``. The
-parts: ``backfill_plan`` (checkpoints, window sizes, rate), ``window_reader``,
+No Home Assistant in here: the glue (the ``migration`` package) drives it with HA's ``Store``.
+The parts, in this package: ``plan`` (checkpoints, window sizes, rate), ``window_reader``,
 ``line_batcher`` (conversion, pacing), ``batch_writer`` (retry, bisection, dead letters),
-``copy_windows`` (what is recorded when), ``backfill_progress``.
+``copy_windows`` (what is recorded when), ``progress``, ``server_link`` (retries, waits).
 """
 
 import asyncio
@@ -11,21 +11,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from ..influx import InfluxClient
-from ..retry import SYSTEM_TIMER, RetryPolicy, Timer, call_with_retry
-from ..rollups import (
+from ...influx import InfluxClient
+from ...retry import SYSTEM_TIMER, RetryPolicy, Timer, call_with_retry
+from ...rollups import (
     HOUR_NS as _ROLLUP_ALIGN_NS,
     build_rollups,
     window_end,
 )
-from ..spool import DeadLetterFile
-from .backfill_plan import BackfillPlan, SaveState
-from .backfill_progress import BackfillProgress, ProgressListener, StateSaves
+from ...spool import DeadLetterFile
+from ..discovery import DAY_NS, DiscoveredSource
+from ..model import MigrationState
 from .batch_writer import BatchWriter
 from .copy_windows import BlockItem, LineBatch, WindowQueue
-from .discovery import DAY_NS, DiscoveredSource
 from .line_batcher import BulkTransform, LineBatcher, RowEncoder
-from .model import MigrationState
+from .plan import BackfillPlan, SaveState
+from .progress import BackfillProgress, ProgressListener, StateSaves
 from .server_link import ConnectionListener, ServerLink, StopRequest
 from .window_reader import READERS, WindowReader
 

@@ -4,16 +4,16 @@ in here.
 
 from collections.abc import Iterable
 
-from ..influx import Aggregate, InfluxClient
-from .discovery import (
+from ...influx import Aggregate, InfluxClient
+from ..discovery import (
     DAY_NS,
     STATE_FIELDS,
     is_optimized_series,
     legacy_measurements,
     legacy_rows,
 )
-from .ledger import in_spans
-from .validation_scope import ValidationScope
+from ..ledger import in_spans
+from .scope import ValidationScope
 
 # (entity, day) → [count of value, count of state].
 type Counts = dict[tuple[str, int], list[int]]

@@ -15,17 +15,17 @@ from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
-from .engine.influx import InfluxClient, InfluxError
-from .engine.line_protocol import to_time_ns
-from .engine.migration.ledger import Layout, Recording
-from .engine.migration.model import Phase
-from .engine.migration.removal import remove_migrated
-from .migration_figures import MigrationFigures
-from .migration_issues import MigrationIssues
-from .migration_phase_changes import PhaseChanges
-from .migration_record import MigrationRecord
-from .recording import Ingestion
+from ..const import DOMAIN
+from ..engine.influx import InfluxClient, InfluxError
+from ..engine.line_protocol import to_time_ns
+from ..engine.migration.ledger import Layout, Recording
+from ..engine.migration.model import Phase
+from ..engine.migration.removal import remove_migrated
+from ..recording import Ingestion
+from .figures import MigrationFigures
+from .issues import MigrationIssues
+from .phase_changes import PhaseChanges
+from .record import MigrationRecord
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,22 +13,22 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
-from .engine.influx import InfluxClient
-from .engine.line_protocol import to_time_ns
-from .engine.migration.backfill import Backfill, BackfillOutcome
-from .engine.migration.discovery import DiscoveredSource, discover
-from .engine.migration.ledger import Layout, Recording
-from .engine.migration.model import MigrationState, Phase, error_rate
-from .engine.migration.removal import inventory_optimized
-from .migration_cleanup import MigrationCleanup
-from .migration_figures import MigrationFigures
-from .migration_issues import MigrationIssues
-from .migration_options import MigrationOptions
-from .migration_phase_changes import PhaseChanges
-from .migration_record import MigrationRecord
-from .migration_rollback import MigrationRollback
-from .recording import Ingestion
+from ..const import DOMAIN
+from ..engine.influx import InfluxClient
+from ..engine.line_protocol import to_time_ns
+from ..engine.migration.backfill import Backfill, BackfillOutcome
+from ..engine.migration.discovery import DiscoveredSource, discover
+from ..engine.migration.ledger import Layout, Recording
+from ..engine.migration.model import MigrationState, Phase, error_rate
+from ..engine.migration.removal import inventory_optimized
+from ..recording import Ingestion
+from .cleanup import MigrationCleanup
+from .figures import MigrationFigures
+from .issues import MigrationIssues
+from .options import MigrationOptions
+from .phase_changes import PhaseChanges
+from .record import MigrationRecord
+from .rollback import MigrationRollback
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 The work itself lives in the hass-free ``engine.migration`` (``discovery``, ``backfill``,
 ``validation``, ``removal``); the rules (phases, thresholds, arithmetic) in its ``model``, and
-what every destructive step may touch in its ``ledger``. This module and its parts
-(``migration_*``) drive them, keep the state in HA's ``Store`` so a restart resumes where it
+what every destructive step may touch in its ``ledger``. This package's facade and
+its parts (``record``, ``figures``, ``phase_changes``, ``phases``, ``cleanup``, ``rollback``,
+``issues``, ``options``, ``actions``) drive them, keep the state in HA's ``Store`` so a restart resumes where it
 stopped, and tell users what happens through entities, bus events and repair issues.
 
 What is recorded live follows the phase. From the cutover until the cleanup has finished, both
@@ -21,21 +22,21 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, ServiceResponse, callback
 
-from .engine.influx import InfluxClient
-from .engine.migration.backfill import Backfill
-from .engine.migration.ledger import Recording
-from .engine.migration.model import MigrationConfig, MigrationState, Phase
-from .engine.migration.validation import Validator
-from .migration_actions import MigrationActions
-from .migration_figures import MigrationFigures
-from .migration_issues import MigrationIssues
-from .migration_options import MigrationOptions
-from .migration_phase_changes import EVENT_MIGRATION, PhaseChanges
-from .migration_phases import MigrationPhases
-from .migration_record import AUDIT_FILE, STORE_VERSION, MigrationRecord
-from .migration_rollback import MigrationRollback
-from .options import EntryOptions
-from .recording import Ingestion
+from ..engine.influx import InfluxClient
+from ..engine.migration.backfill import Backfill
+from ..engine.migration.ledger import Recording
+from ..engine.migration.model import MigrationConfig, MigrationState, Phase
+from ..engine.migration.validation import Validator
+from ..options import EntryOptions
+from ..recording import Ingestion
+from .actions import MigrationActions
+from .figures import MigrationFigures
+from .issues import MigrationIssues
+from .options import MigrationOptions
+from .phase_changes import EVENT_MIGRATION, PhaseChanges
+from .phases import MigrationPhases
+from .record import AUDIT_FILE, STORE_VERSION, MigrationRecord
+from .rollback import MigrationRollback
 
 _LOGGER = logging.getLogger(__name__)
 

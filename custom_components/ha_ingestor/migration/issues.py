@@ -3,12 +3,12 @@
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
-from .const import DOMAIN
-from .engine.migration.model import Phase, error_rate
-from .engine.spool import DeadLetterFile
-from .migration_phase_changes import PhaseChanges
-from .migration_record import MigrationRecord
-from .repairs import FIX_ACTIONS
+from ..const import DOMAIN
+from ..engine.migration.model import Phase, error_rate
+from ..engine.spool import DeadLetterFile
+from ..repairs import FIX_ACTIONS
+from .phase_changes import PhaseChanges
+from .record import MigrationRecord
 
 # The issues of a run; a new migration starts without any of them.
 RUN_ISSUES = (

@@ -5,11 +5,11 @@ from collections.abc import Callable
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
-from .engine.migration.ledger import Layout, Recording
-from .engine.migration.model import MigrationState, Phase, transition
-from .migration_record import MigrationRecord
-from .recording import Ingestion
+from ..const import DOMAIN
+from ..engine.migration.ledger import Layout, Recording
+from ..engine.migration.model import MigrationState, Phase, transition
+from ..recording import Ingestion
+from .record import MigrationRecord
 
 EVENT_MIGRATION = f"{DOMAIN}_migration_event"
 

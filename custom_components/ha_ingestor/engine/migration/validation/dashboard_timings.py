@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable, Mapping
 import logging
 import statistics
 
-from ..influx import Aggregate, InfluxClient, QueryFailed
-from ..retry import Clock
-from .discovery import DAY_NS, HOUR_NS
-from .model import QueryTiming
-from .validation_counts import Counts
+from ...influx import Aggregate, InfluxClient, QueryFailed
+from ...retry import Clock
+from ..discovery import DAY_NS, HOUR_NS
+from ..model import QueryTiming
+from .counts import Counts
 
 _LOGGER = logging.getLogger(__name__)
 

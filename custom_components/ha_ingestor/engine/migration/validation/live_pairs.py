@@ -4,12 +4,12 @@ No Home Assistant in here.
 
 from typing import Final
 
-from ..influx import Aggregate, InfluxClient
-from ..line_protocol import Point, as_written
-from .discovery import HOUR_NS, legacy_measurements, legacy_rows
-from .series_reads import legacy_blocks, optimized_points
-from .validation_report import MismatchExamples, canonical
-from .validation_scope import ReadsFields, Transform, ValidationScope
+from ...influx import Aggregate, InfluxClient
+from ...line_protocol import Point, as_written
+from ..discovery import HOUR_NS, legacy_measurements, legacy_rows
+from ..series_reads import legacy_blocks, optimized_points
+from .report import MismatchExamples, canonical
+from .scope import ReadsFields, Transform, ValidationScope
 
 # Live pairs are read this much of the dual-write window at a time (memory stays bounded).
 _LIVE_CHUNK_NS: Final = 6 * HOUR_NS

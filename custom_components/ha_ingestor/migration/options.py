@@ -7,14 +7,14 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_OPTIMIZED_DATABASE, CONF_WRITE_MODE, SECTION_INGESTION, WriteMode
-from .engine.influx import InfluxClient
-from .engine.migration.ledger import MigrationLedger
-from .engine.migration.model import MigrationConfig, MigrationState, Strategy
-from .engine.migration.validation import Validator
-from .layouts.optimized import LegacyTransform
-from .options import EntryOptions
-from .recording import area_lookup
+from ..const import CONF_OPTIMIZED_DATABASE, CONF_WRITE_MODE, SECTION_INGESTION, WriteMode
+from ..engine.influx import InfluxClient
+from ..engine.migration.ledger import MigrationLedger
+from ..engine.migration.model import MigrationConfig, MigrationState, Strategy
+from ..engine.migration.validation import Validator
+from ..layouts.optimized import LegacyTransform
+from ..options import EntryOptions
+from ..recording import area_lookup
 
 
 class MigrationOptions:

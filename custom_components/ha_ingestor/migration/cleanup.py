@@ -16,14 +16,14 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
-from .engine.influx import InfluxClient, InfluxError
-from .engine.migration.model import Phase
-from .engine.migration.removal import clean_legacy
-from .migration_issues import MigrationIssues
-from .migration_options import MigrationOptions
-from .migration_phase_changes import PhaseChanges
-from .migration_record import MigrationRecord
+from ..const import DOMAIN
+from ..engine.influx import InfluxClient, InfluxError
+from ..engine.migration.model import Phase
+from ..engine.migration.removal import clean_legacy
+from .issues import MigrationIssues
+from .options import MigrationOptions
+from .phase_changes import PhaseChanges
+from .record import MigrationRecord
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ from collections.abc import Iterable, Mapping
 import hashlib
 from typing import Final
 
-from ..influx import InfluxClient
-from ..line_protocol import Point, as_written
-from ..rollups import check_rollups
-from .discovery import DAY_NS
-from .ledger import in_spans
-from .series_reads import legacy_blocks, optimized_points
-from .validation_report import MismatchExamples
-from .validation_scope import Transform, ValidationScope
+from ...influx import InfluxClient
+from ...line_protocol import Point, as_written
+from ...rollups import check_rollups
+from ..discovery import DAY_NS
+from ..ledger import in_spans
+from ..series_reads import legacy_blocks, optimized_points
+from .report import MismatchExamples
+from .scope import Transform, ValidationScope
 
 # The validation sample's unit of time (weeks from the epoch), and how many are compared at once.
 SAMPLE_SPAN_NS: Final = 7 * DAY_NS

@@ -1,23 +1,23 @@
 """Validation: both layouts counted, a sample compared point by point, the live pairs.
 
-No Home Assistant in here. The checks: ``validation_counts`` (per entity and day),
-``validation_sample`` (point by point, rollups), ``live_pairs``; ``validation_report`` adds
-them up, ``dashboard_timings`` times dashboard queries.
+No Home Assistant in here. The checks, in this package: ``counts`` (per entity and day),
+``sample`` (point by point, rollups), ``live_pairs``; ``report`` adds them up, ``scope`` says
+what the ledger leaves out, ``dashboard_timings`` times dashboard queries.
 """
 
 from collections.abc import Callable
 import time
 from typing import Final
 
-from ..influx import InfluxClient
-from ..retry import Clock
+from ...influx import InfluxClient
+from ...retry import Clock
+from ..model import MigrationState, ValidationResult
+from .counts import DailyCounts, points_per_entity
 from .dashboard_timings import DashboardTimings
 from .live_pairs import LivePairs
-from .model import MigrationState, ValidationResult
-from .validation_counts import DailyCounts, points_per_entity
-from .validation_report import IntegrityTally, MismatchExamples, point_differences
-from .validation_sample import RecordSample, in_sample
-from .validation_scope import ReadsFields, Transform, ValidationScope
+from .report import IntegrityTally, MismatchExamples, point_differences
+from .sample import RecordSample, in_sample
+from .scope import ReadsFields, Transform, ValidationScope
 
 __all__ = [
     "LIVE_SETTLE_NS",

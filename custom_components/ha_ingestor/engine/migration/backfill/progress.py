@@ -5,9 +5,9 @@ reports at a bounded rate. No Home Assistant in here.
 import asyncio
 from collections.abc import Callable
 
-from ..retry import Timer
-from .backfill_plan import SaveState
-from .model import MigrationState, ThroughputWindow
+from ...retry import Timer
+from ..model import MigrationState, ThroughputWindow
+from .plan import SaveState
 
 type ProgressListener = Callable[[MigrationState], None]
 

@@ -5,8 +5,8 @@ few examples of them. No Home Assistant in here.
 from collections.abc import Mapping
 from typing import Final
 
-from ..line_protocol import FieldValue, Point, encode
-from .model import EntityMismatch, MismatchExample
+from ...line_protocol import FieldValue, Point, encode
+from ..model import EntityMismatch, MismatchExample
 
 # Differences shown as examples in a validation result.
 _EXAMPLES: Final = 10

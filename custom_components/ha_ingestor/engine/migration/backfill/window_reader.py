@@ -7,12 +7,12 @@ from collections import deque
 import logging
 from typing import Final
 
-from ..influx import Aggregate, CannotConnect, InfluxClient
-from .backfill_plan import BackfillPlan
+from ...influx import Aggregate, CannotConnect, InfluxClient
+from ..discovery import legacy_rows
+from ..model import MigrationState
+from ..series_reads import legacy_blocks
 from .copy_windows import BlockItem, CopyWindow, WindowQueue
-from .discovery import legacy_rows
-from .model import MigrationState
-from .series_reads import legacy_blocks
+from .plan import BackfillPlan
 from .server_link import ServerLink, StopRequest
 
 _LOGGER = logging.getLogger(__name__)

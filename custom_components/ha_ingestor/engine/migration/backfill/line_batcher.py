@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from ..influx import SeriesBlock
-from ..line_protocol import Point
-from ..retry import Timer
+from ...influx import SeriesBlock
+from ...line_protocol import Point
+from ...retry import Timer
 from .copy_windows import BlockItem, CopyWindow, LineBatch, WindowQueue
 from .server_link import StopRequest
 

@@ -6,9 +6,9 @@ import time
 
 from homeassistant.util import dt as dt_util
 
-from .engine.migration.backfill import Backfill
-from .engine.migration.model import MigrationState, Phase, ThroughputWindow, eta, progress_percent
-from .migration_record import MigrationRecord
+from ..engine.migration.backfill import Backfill
+from ..engine.migration.model import MigrationState, Phase, ThroughputWindow, eta, progress_percent
+from .record import MigrationRecord
 
 
 class MigrationFigures:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import logging
 from typing import Final
 
-from ..influx import SeriesBlock
-from .model import MigrationState, decide_on_error_rate
+from ...influx import SeriesBlock
+from ..model import MigrationState, decide_on_error_rate
 from .server_link import StopRequest
 
 _LOGGER = logging.getLogger(__name__)

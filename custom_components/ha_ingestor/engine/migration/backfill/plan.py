@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 import logging
 from typing import Final
 
-from ..influx import InfluxClient
-from .discovery import MIN_WINDOW_NS, DiscoveredSource, discover, range_ns
-from .model import BackfillCheckpoint, MigrationState, backfill_rate_limit
+from ...influx import InfluxClient
+from ..discovery import MIN_WINDOW_NS, DiscoveredSource, discover, range_ns
+from ..model import BackfillCheckpoint, MigrationState, backfill_rate_limit
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -6,25 +6,25 @@ from homeassistant.core import ServiceResponse
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
-from .const import DOMAIN
-from .engine.influx import CannotConnect, InfluxClient, InfluxError
-from .engine.migration.discovery import discover, measure_read_rate
-from .engine.migration.ledger import MigrationLedger
-from .engine.migration.model import (
+from ..const import DOMAIN
+from ..engine.influx import CannotConnect, InfluxClient, InfluxError
+from ..engine.migration.discovery import discover, measure_read_rate
+from ..engine.migration.ledger import MigrationLedger
+from ..engine.migration.model import (
     MigrationConfig,
     Phase,
     can_start_migration,
     plan,
     start_migration,
 )
-from .migration_figures import MigrationFigures
-from .migration_issues import RUN_ISSUES, MigrationIssues
-from .migration_options import MigrationOptions
-from .migration_phase_changes import PhaseChanges
-from .migration_phases import MigrationPhases
-from .migration_record import MigrationRecord
-from .migration_rollback import MigrationRollback
-from .recording import Ingestion
+from ..recording import Ingestion
+from .figures import MigrationFigures
+from .issues import RUN_ISSUES, MigrationIssues
+from .options import MigrationOptions
+from .phase_changes import PhaseChanges
+from .phases import MigrationPhases
+from .record import MigrationRecord
+from .rollback import MigrationRollback
 
 # The backfill reached about half the raw read rate on the reference machine (README): a
 # dry run without an earlier backfill estimates from a read measured on the user's server.

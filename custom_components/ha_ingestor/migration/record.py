@@ -16,9 +16,9 @@ from homeassistant.helpers.json import json_dumps
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
-from .engine.migration.ledger import MigrationLedger, Recording
-from .engine.migration.model import MigrationState, Phase, error_rate
+from ..const import DOMAIN
+from ..engine.migration.ledger import MigrationLedger, Recording
+from ..engine.migration.model import MigrationState, Phase, error_rate
 
 _LOGGER = logging.getLogger(__name__)
 

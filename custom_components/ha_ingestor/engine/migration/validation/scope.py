@@ -5,9 +5,9 @@ migration's ledger leaves out or allows. No Home Assistant in here.
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from ..line_protocol import Point
-from .ledger import MigrationLedger, Span
-from .model import MigrationConfig
+from ...line_protocol import Point
+from ..ledger import MigrationLedger, Span
+from ..model import MigrationConfig
 
 type Transform = Callable[[Point], Point | None]
 
