@@ -5,7 +5,8 @@ The work itself lives in the hass-free ``engine.migration`` (``discovery``, ``ba
 what every destructive step may touch in its ``ledger``. This package's facade and
 its parts (``record``, ``figures``, ``phase_changes``, ``phases``, ``cleanup``, ``rollback``,
 ``issues``, ``options``, ``actions``) drive them, keep the state in HA's ``Store`` so a
-restart resumes where it stopped, and tell users what happens through entities, bus events and repair issues.
+restart resumes where it stopped, and tell users what happens through entities, bus events
+and repair issues.
 
 What is recorded live follows the phase. From the cutover until the cleanup has finished, both
 layouts are recorded (on top of what the options ask for), so a rollback at any point before
