@@ -3,7 +3,9 @@ the dead-letter file. No Home Assistant in here.
 """
 
 import asyncio
+from collections import deque
 
+from ...delivery import Chunk, write_halving
 from ...influx import PointsRejected
 from ...line_protocol import tag_value
 from ...spool import DeadLetterFile
@@ -45,31 +47,28 @@ class BatchWriter:
             if self._stop.is_set():
                 continue  # its windows stay unrecorded and are copied again on resume
             try:
-                failed = await self._deliver(batch.lines, 0, len(batch.lines))
+                failed = await self._deliver(batch.lines)
             except Stopping:
                 continue
             self._land(batch, failed)
 
-    async def _deliver(self, lines: list[str], low: int, high: int) -> list[int]:
-        """Write lines[low:high]; return the indexes of the lines the server refused."""
-        body = "\n".join(lines[low:high]).encode()
-        try:
+    async def _deliver(self, lines: list[str]) -> list[int]:
+        """Write the lines; return the indexes of the lines the server refused."""
+        failed: list[int] = []
+
+        async def write(body: bytes) -> None:
             await self._link.retried(lambda: self._link.write(body, self._database))
-        except PointsRejected as err:
-            reason = str(err)
-            halves = err.halves(lines[low:high])
-            if halves is None:
-                ledger = self._state.ledger
-                for line in lines[low:high]:
-                    if ledger is not None and (entity := tag_value(line, "entity_id")):
-                        # Recorded before the line is: a refused point must never be cleaned.
-                        ledger.dead_lettered.add(entity)
-                    await self._dead_letters.append(
-                        reason=reason, line=line, database=self._database
-                    )
-                return list(range(low, high))
-            middle = low + len(halves[0])
-            return await self._deliver(lines, low, middle) + await self._deliver(
-                lines, middle, high
-            )
-        return []
+
+        async def refused(chunk: Chunk, err: PointsRejected) -> None:
+            ledger = self._state.ledger
+            for offset, encoded in enumerate(chunk.lines or ()):
+                line = encoded.decode()
+                if ledger is not None and (entity := tag_value(line, "entity_id")):
+                    # Recorded before the line is: a refused point must never be cleaned.
+                    ledger.dead_lettered.add(entity)
+                await self._dead_letters.append(reason=str(err), line=line, database=self._database)
+                failed.append(chunk.start + offset)
+
+        chunks = deque([Chunk.of([line.encode() for line in lines])])
+        await write_halving(chunks, write, written=lambda _chunk: None, refused=refused)
+        return failed

@@ -31,15 +31,7 @@ class StopRequest:
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the timer, but wake up at once when the run is stopping."""
-        if self._event.is_set():
-            return
-        sleeping = asyncio.ensure_future(self._timer.sleep(seconds))
-        stopping = asyncio.ensure_future(self._event.wait())
-        try:
-            await asyncio.wait((sleeping, stopping), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeping.cancel()
-            stopping.cancel()
+        await self._timer.pause(seconds, self._event)
 
 
 class ServerLink:
