@@ -244,6 +244,49 @@ def test_deep_nesting_is_a_syntax_error() -> None:
         parse("SELECT v FROM m WHERE " + "(" * 500 + "a = 'x'" + ")" * 500)
 
 
+def _parenthesized_where(depth: int, subqueries: int = 0) -> str:
+    """A SELECT inside ``subqueries`` subqueries whose WHERE sits in ``depth`` parentheses."""
+    return (
+        "SELECT v FROM "
+        + "(SELECT v FROM " * subqueries
+        + "m WHERE "
+        + "(" * depth
+        + "a = 'x'"
+        + ")" * (depth + subqueries)
+    )
+
+
+def test_parentheses_nest_63_deep_and_the_64th_is_reported_where_it_opens() -> None:
+    parse(_parenthesized_where(63))
+    text = _parenthesized_where(64)
+    with pytest.raises(QuerySyntaxError) as error:
+        parse(text)
+    assert error.value.reason == "expression nested too deeply"
+    assert error.value.position == text.index("(" * 64) + 63
+
+
+def test_subqueries_nest_32_deep_and_the_33rd_is_reported_at_its_select() -> None:
+    def nested(count: int) -> str:
+        return "SELECT v FROM " + "(SELECT v FROM " * (count - 1) + "m" + ")" * (count - 1)
+
+    parse(nested(32))
+    text = nested(33)
+    with pytest.raises(QuerySyntaxError) as error:
+        parse(text)
+    assert error.value.reason == "subqueries nested too deeply"
+    assert error.value.position == text.rindex("SELECT")
+
+
+def test_subqueries_count_towards_the_parenthesis_limit() -> None:
+    """One nesting count covers both: 31 subqueries leave room for 32 parentheses, not 63."""
+    parse(_parenthesized_where(32, subqueries=31))
+    text = _parenthesized_where(33, subqueries=31)
+    with pytest.raises(QuerySyntaxError) as error:
+        parse(text)
+    assert error.value.reason == "expression nested too deeply"
+    assert error.value.position == text.index("(" * 33) + 32
+
+
 @given(st.text())
 @settings(max_examples=300)
 def test_any_text_parses_or_raises_a_syntax_error(text: str) -> None:
