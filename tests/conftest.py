@@ -7,6 +7,7 @@ from unittest.mock import PropertyMock, _patch, patch
 
 from aiohttp.resolver import AsyncResolver
 from homeassistant.core import HomeAssistant
+from hypothesis import settings
 import pycares
 import pytest
 import pytest_asyncio
@@ -19,6 +20,11 @@ import custom_components.ha_ingestor  # noqa: F401
 
 from .influx_server import InfluxServer, running_influxd
 from .influx_v2_emulator import InfluxV2Emulator
+
+# Property tests check what code does, not how fast: on a loaded 2-core machine Hypothesis's
+# default 200 ms deadline per example fails correct code. Each test's own settings still apply.
+settings.register_profile("ha_ingestor", deadline=None)
+settings.load_profile("ha_ingestor")
 
 V2_TOKEN = "emulated-token-SECRET"
 V2_ORG = "home"
