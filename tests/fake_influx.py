@@ -11,7 +11,7 @@ aggregates, deletes). Arbitrary InfluxQL (the 1.x client's ``query``) and the 2.
 faked: they raise NotImplementedError naming what is missing. Use the real-server tier there.
 """
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 import re
 import time
@@ -23,6 +23,7 @@ import aiohttp
 from custom_components.ha_ingestor.engine.influx import (
     Aggregate,
     AggregateRow,
+    Aggregation,
     ApiVersion,
     CannotConnect,
     DatabaseNotFound,
@@ -30,6 +31,7 @@ from custom_components.ha_ingestor.engine.influx import (
     InvalidAuth,
     PointsRejected,
     QueryFailed,
+    Selection,
     SeriesBlock,
     ServerSettings,
     TagFilter,
@@ -507,16 +509,12 @@ class FakeInfluxClient(InfluxClient):
     ) -> list[str]:
         return sorted({tags[key] for tags, _ in self._series(database, measurement) if key in tags})
 
-    async def read_series(
-        self,
-        measurement: str,
-        start_ns: int,
-        end_ns: int,
-        database: str | None = None,
-        *,
-        where: TagFilter | None = None,
-        fields: Collection[str] | None = None,
+    async def _read_series(
+        self, selection: Selection, fields: Collection[str] | None
     ) -> AsyncIterator[SeriesBlock]:
+        (measurement,) = selection.measurements
+        database, where = selection.database, selection.where
+        start_ns, end_ns = selection.start_ns, selection.end_ns
         columns = tuple(await self.field_keys(measurement, database))
         if fields is not None:
             columns = tuple(key for key in columns if key in fields)
@@ -531,21 +529,14 @@ class FakeInfluxClient(InfluxClient):
             for chunk in range(0, len(selected), CHUNK_SIZE):
                 yield SeriesBlock(measurement, tags, columns, selected[chunk : chunk + CHUNK_SIZE])
 
-    async def aggregate(
-        self,
-        measurements: str | Sequence[str],
-        field: str,
-        function: Aggregate,
-        *,
-        start_ns: int,
-        end_ns: int,
-        group_by: Sequence[str] = (),
-        every_ns: int | None = None,
-        where: TagFilter | None = None,
-        database: str | None = None,
+    async def _aggregate(
+        self, selection: Selection, aggregation: Aggregation
     ) -> list[AggregateRow]:
-        names = [measurements] if isinstance(measurements, str) else list(measurements)
-        function = Aggregate(function)
+        names = selection.measurements
+        database, where = selection.database, selection.where
+        start_ns, end_ns = selection.start_ns, selection.end_ns
+        field, function = aggregation.field, aggregation.function
+        group_by, every_ns = aggregation.group_by, aggregation.every_ns
         result: list[AggregateRow] = []
         for name in sorted(set(names)):
             groups: dict[tuple[tuple[str, str], ...], dict[int, list[tuple[int, FieldValue]]]]
@@ -567,19 +558,9 @@ class FakeInfluxClient(InfluxClient):
                     result.append(AggregateRow(name, tags, time_ns, value))
         return result
 
-    async def delete_range(
-        self,
-        measurement: str,
-        tags: Mapping[str, str],
-        *,
-        start_ns: int,
-        end_ns: int,
-        database: str | None = None,
+    async def _delete_range(
+        self, measurement: str, tags: Mapping[str, str], start_ns: int, end_ns: int, database: str
     ) -> None:
-        if not tags:
-            raise ValueError("delete_range needs at least one tag to match")
-        if end_ns <= start_ns:
-            return
         store = self._database(database)
         for (name, series_tags), rows in list(store.series.items()):
             carried = dict(series_tags)

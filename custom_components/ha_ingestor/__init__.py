@@ -115,9 +115,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: IngestorConfigEntry) -> 
         coordinator=coordinator,
         storage_dir=storage_dir,
     )
-    coordinator.watch(ingestion, migration)
     await migration.async_load()
     await ingestion.async_start(migration.wanted_recordings, reachable=reachable)
+    # Only now: with no writer started yet, the figures would say "connected" for a moment.
+    coordinator.watch(ingestion, migration)
     try:
         await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     except Exception:
