@@ -38,6 +38,7 @@ from ..fake_influx import (
     parse_body,
 )
 from ..helpers import run_in_own_loop
+from ..test_core_bytes import _SPECIALS, special_texts
 
 # Monday 2025-03-31 00:00 UTC: a shard group starts here.
 MONDAY_NS = 1_743_379_200 * 10**9
@@ -68,24 +69,9 @@ def server() -> FakeInfluxServer:
 
 # --- Line protocol ---
 
-_SPECIALS = " ,=\"'\\\n\t#é🔥ß中\u200bA_1."
-
-
-def _core_loses(text: str) -> bool:
-    # The names core's client writes that influxd garbles (tests/test_core_bytes.py).
-    return (
-        text.endswith("\\")
-        or any(f"\\{c}" in text for c in ' ,="')
-        or text.lstrip("\t").startswith("#")
-        or not text.lstrip("\t")
-        or text.strip() == "time"
-        or "\r" in text
-    )
-
-
-names = st.text(st.sampled_from(list(_SPECIALS)), min_size=1, max_size=10).filter(
-    lambda text: not _core_loses(text)
-)
+# The names core's client writes that influxd keeps as written (tests/test_core_bytes.py
+# holds that against the real server).
+names = special_texts
 values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(-(2**63), 2**63 - 1),
