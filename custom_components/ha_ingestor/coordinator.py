@@ -8,7 +8,8 @@ snapshot says about the server into a reauth flow, repair issues and one log lin
 from dataclasses import dataclass
 from datetime import datetime
 import logging
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
@@ -19,51 +20,12 @@ from .const import DOMAIN
 from .engine.influx import InfluxClient
 from .engine.migration.model import Phase
 from .engine.writer import ServerProblem
-from .recording import IngestStats
+from .recording import Ingestion, IngestStats
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from .migration import MigrationController
 
 _LOGGER = logging.getLogger(__package__)
-
-
-class MigrationFigures(Protocol):
-    """What the migration controller shows (the coordinator reads nothing else of it)."""
-
-    @property
-    def server_reachable(self) -> bool: ...
-
-    @property
-    def phase(self) -> Phase: ...
-    @property
-    def running(self) -> bool: ...
-    @property
-    def progress(self) -> float: ...
-    @property
-    def records_migrated(self) -> int: ...
-    @property
-    def records_total(self) -> int | None: ...
-    @property
-    def records_failed(self) -> int: ...
-    @property
-    def error_rate_percent(self) -> float: ...
-    @property
-    def integrity_percent(self) -> float | None: ...
-    @property
-    def throughput(self) -> float | None: ...
-    @property
-    def eta(self) -> datetime | None: ...
-    @property
-    def cleanup_due(self) -> datetime | None: ...
-    @property
-    def query_time_improvement(self) -> float | None: ...
-
-
-class RecordingFigures(Protocol):
-    """What live recording shows."""
-
-    @property
-    def stats(self) -> IngestStats: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +49,7 @@ class IngestorSnapshot:
     query_time_improvement: float | None
 
     @classmethod
-    def take(cls, recording: RecordingFigures, migration: MigrationFigures) -> "IngestorSnapshot":
+    def take(cls, recording: Ingestion, migration: "MigrationController") -> "IngestorSnapshot":
         """Read the figures now."""
         stats = recording.stats
         return cls(
@@ -117,7 +79,7 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorSnapshot]):
         entry: ConfigEntry,
         *,
         client: InfluxClient,
-        storage_dir: "Path",
+        storage_dir: Path,
         reachable: bool,
     ) -> None:
         """``reachable``: whether setup found the server up (its outage is already logged)."""
@@ -127,9 +89,9 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorSnapshot]):
         self._client = client
         self._storage_dir = storage_dir
         self._available = reachable
-        self._sources: tuple[RecordingFigures, MigrationFigures] | None = None
+        self._sources: tuple[Ingestion, MigrationController] | None = None
 
-    def watch(self, recording: RecordingFigures, migration: MigrationFigures) -> None:
+    def watch(self, recording: Ingestion, migration: "MigrationController") -> None:
         """Start publishing what these two show; the first snapshot is taken now."""
         self._sources = (recording, migration)
         self.async_publish()
